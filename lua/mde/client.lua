@@ -1,0 +1,587 @@
+--- The client object: options, named calls of the authenticated-scan API, paging.
+
+local type, tostring, pairs, ipairs, setmetatable = type, tostring, pairs, ipairs, setmetatable
+local ceil = math.ceil
+local concat = table.concat
+
+local cjson = require "cjson.safe"
+local errors = require "mde.errors"
+local clouds = require "mde.clouds"
+local pacing = require "mde.pacing"
+local paging = require "mde.paging"
+local pipeline = require "mde.pipeline"
+local redact = require "mde.redact"
+local scans = require "mde.scans"
+local storemod = require "mde.store"
+local url = require "mde.url"
+
+local M = {}
+
+local Client = {}
+Client.__index = Client
+M.Client = Client
+
+-- Defaults of the options that have one.
+M.DEFAULTS = {
+  timeout = 30,            -- seconds, one HTTP attempt
+  connect_timeout = 10,    -- seconds
+  deadline = 300,          -- seconds, a whole call: pacing waits and retries included
+  retries = 3,
+  max_body = 64 * 1024 * 1024,
+  page_size = 4096,        -- the API's largest $top
+  batch_size = 50,         -- IDs per SessionIds / ScanDefinitionIds request
+  user_agent = "lua-mde/0.1",
+  backoff = { base = 0.5, cap = 30 },
+}
+
+local function positive(v) return type(v) == "number" and v > 0 end
+local function whole(v) return type(v) == "number" and v >= 0 and v % 1 == 0 end
+local function nonempty(v) return type(v) == "string" and v ~= "" end
+
+-- option -> check(value) returning true, or false and what was expected
+local CHECKS = {
+  tenant_id = { nonempty, "a non-empty string" },
+  client_id = { nonempty, "a non-empty string" },
+  client_secret = { nonempty, "a non-empty string" },
+  certificate = { function(v) return type(v) == "table" end,
+                  "a table { key_file =, cert_file = } or { key =, cert = }" },
+  token = { nonempty, "a non-empty string" },
+  token_provider = { function(v) return type(v) == "function" end, "a function" },
+  cloud = { nonempty, "a string" },
+  region = { nonempty, "a string" },
+  base_url = { function(v) return url.split(v) ~= nil end, "an absolute http(s) URL" },
+  authority = { function(v) return url.split(v) ~= nil end, "an absolute http(s) URL" },
+  scope = { nonempty, "a non-empty string" },
+  timeout = { positive, "a positive number of seconds" },
+  connect_timeout = { positive, "a positive number of seconds" },
+  deadline = { positive, "a positive number of seconds" },
+  ca_file = { nonempty, "a file path" },
+  insecure = { function(v) return type(v) == "boolean" end, "a boolean" },
+  proxy = { nonempty, "a proxy URL" },
+  user_agent = { nonempty, "a string" },
+  retries = { whole, "a whole number >= 0" },
+  rate_limit = { function() return true end, "" },        -- checked by mde.pacing
+  max_body = { function(v) return whole(v) and v > 0 end, "a positive whole number of bytes" },
+  page_size = { function(v) return whole(v) and v >= 1 and v <= 4096 end, "a whole number from 1 to 4096" },
+  batch_size = { function(v) return whole(v) and v >= 1 end, "a positive whole number" },
+  logger = { function(v) return type(v) == "function" end, "a function(event)" },
+  backoff = { function(v) return type(v) == "table" and positive(v.base) and positive(v.cap) end,
+              "a table { base = seconds, cap = seconds }" },
+  store = { function(v) return type(v) == "table" and type(v.get) == "function" end, "a store (see mde.store)" },
+  transport = { function(v) return type(v) == "table" and type(v.send) == "function" end, "a transport object" },
+}
+
+-- the option names, sorted, for messages
+local NAMES = {}
+for k in pairs(CHECKS) do NAMES[#NAMES + 1] = k end
+table.sort(NAMES)
+
+
+local function default_transport()
+  if rawget(_G, "ngx") and ngx.get_phase and ngx.get_phase() ~= "init" then
+    local ok, t = pcall(require, "mde.transport.ngx")
+    if ok then return t end
+  end
+  return require "mde.transport.curl"
+end
+
+
+--- Create a client. Returns the client, or nil and an invalid_argument error.
+function M.new(opts)
+  if opts == nil then opts = {} end
+  if type(opts) ~= "table" then
+    return errors.invalid("mde.new: options must be a table, got %s", type(opts))
+  end
+  for k, v in pairs(opts) do
+    local check = CHECKS[k]
+    if not check then
+      return errors.invalid("mde.new: unknown option '%s' (known: %s)", tostring(k), concat(NAMES, ", "))
+    end
+    if not check[1](v) then
+      return errors.invalid("mde.new: option '%s' must be %s, got %s", k, check[2], type(v))
+    end
+  end
+
+  local windows, perr = pacing.check(opts.rate_limit)
+  if windows == nil then return errors.invalid("mde.new: option 'rate_limit' %s", perr) end
+
+  local where, cerr = clouds.resolve(opts)
+  if not where then return errors.invalid("mde.new: %s", cerr) end
+
+  local o = {}
+  for k, v in pairs(M.DEFAULTS) do o[k] = v end
+  for _, k in ipairs{ "timeout", "connect_timeout", "deadline", "retries", "max_body", "page_size",
+                      "batch_size", "user_agent", "backoff", "ca_file", "proxy" } do
+    if opts[k] ~= nil then o[k] = opts[k] end
+  end
+  o.insecure = opts.insecure == true
+
+  -- credentials: exactly one source
+  local sources = {}
+  if opts.token then sources[#sources + 1] = "token" end
+  if opts.token_provider then sources[#sources + 1] = "token_provider" end
+  if opts.client_secret then sources[#sources + 1] = "client_secret" end
+  if opts.certificate then sources[#sources + 1] = "certificate" end
+  if #sources == 0 then
+    return errors.invalid("mde.new: no credentials: give client_secret, certificate, token or token_provider")
+  end
+  if #sources > 1 then
+    return errors.invalid("mde.new: give one kind of credentials, not %s", concat(sources, " and "))
+  end
+  if (opts.client_secret or opts.certificate) and not (opts.tenant_id and opts.client_id) then
+    return errors.invalid("mde.new: %s needs tenant_id and client_id", sources[1])
+  end
+
+  local transport_mod = opts.transport or default_transport()
+  local now, sleep = transport_mod.now, transport_mod.sleep
+
+  local certificate
+  if opts.certificate then
+    for k in pairs(opts.certificate) do
+      if k ~= "key_file" and k ~= "cert_file" and k ~= "key" and k ~= "cert" and k ~= "passphrase" then
+        return errors.invalid("mde.new: option 'certificate' has an unknown key '%s'", tostring(k))
+      end
+    end
+    local cert, err = require("mde.jwt").load(opts.certificate)
+    if not cert then return errors.invalid("mde.new: %s", err) end
+    certificate = cert
+  end
+
+  local logger = opts.logger
+  local log
+  if logger then
+    log = function(event)
+      event.time = now()
+      pcall(logger, redact.event(event))
+    end
+  else
+    log = function() end
+  end
+
+  local c = setmetatable({
+    base_url = where.base_url,
+    authority = where.authority,
+    scope = where.scope,
+    resource = where.resource,
+    cloud = opts.cloud or "commercial",
+    region = opts.region,
+    tenant_id = opts.tenant_id,
+    client_id = opts.client_id,
+    credential = sources[1],
+    options = o,
+  }, Client)
+
+  local transport = opts.transport and opts.transport or transport_mod.new()
+  -- secrets and live state sit outside the client table: no dump of the client shows them
+  pipeline.state[c] = {
+    client_secret = opts.client_secret,
+    certificate = certificate,
+    static_token = opts.token,
+    token_provider = opts.token_provider,
+    store = opts.store or storemod.default(now),
+    windows = windows,
+    pace_key = "mde:pace:" .. (opts.tenant_id and (opts.tenant_id .. "|" .. (opts.client_id or "")) or where.base_url),
+    transport = transport,
+    now = now,
+    sleep = sleep,
+    log = log,
+  }
+  return c
+end
+
+
+function Client:__tostring()
+  return ("mde.Client (%s, tenant %s, client %s, %s)"):format(self.base_url, tostring(self.tenant_id),
+    tostring(self.client_id), self.credential)
+end
+
+
+--- Release the transport (connections). The client cannot be used afterwards.
+function Client:close()
+  local p = pipeline.state[self]
+  if p.transport and p.transport.close then p.transport:close() end
+end
+
+
+-- Checks shared by the calls ---------------------------------------------------
+
+local function check_ids(ids, what)
+  if type(ids) == "string" then
+    if ids == "" then return errors.invalid("%s: an ID must be a non-empty string", what) end
+    return { ids }
+  end
+  if type(ids) ~= "table" then
+    return errors.invalid("%s: IDs must be a string or a list of strings, got %s", what, type(ids))
+  end
+  local n = #ids
+  if n == 0 then return errors.invalid("%s: the list of IDs is empty", what) end
+  for k in pairs(ids) do
+    if type(k) ~= "number" or k < 1 or k > n or k % 1 ~= 0 then
+      return errors.invalid("%s: IDs must be a list (found key %s)", what, tostring(k))
+    end
+  end
+  for i = 1, n do
+    if type(ids[i]) ~= "string" or ids[i] == "" then
+      return errors.invalid("%s: ID #%d must be a non-empty string, got %s", what, i, type(ids[i]))
+    end
+  end
+  return ids
+end
+
+
+local LIST_OPTS = { top = true, skip = true, all = true, batch_size = true, query = true }
+
+local function check_list_opts(opts, what)
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then return errors.invalid("%s: opts must be a table, got %s", what, type(opts)) end
+  for k in pairs(opts) do
+    if not LIST_OPTS[k] then
+      return errors.invalid("%s: unknown option '%s' (known: all, batch_size, query, skip, top)", what, tostring(k))
+    end
+  end
+  if opts.top ~= nil and not (whole(opts.top) and opts.top >= 1 and opts.top <= 4096) then
+    return errors.invalid("%s: 'top' must be a whole number from 1 to 4096", what)
+  end
+  if opts.skip ~= nil and not whole(opts.skip) then
+    return errors.invalid("%s: 'skip' must be a whole number >= 0", what)
+  end
+  if opts.all ~= nil and type(opts.all) ~= "boolean" then
+    return errors.invalid("%s: 'all' must be a boolean", what)
+  end
+  if opts.all and (opts.top or opts.skip) then
+    return errors.invalid("%s: 'all' pages through everything; it does not combine with 'top' or 'skip'", what)
+  end
+  if opts.batch_size ~= nil and not (whole(opts.batch_size) and opts.batch_size >= 1) then
+    return errors.invalid("%s: 'batch_size' must be a positive whole number", what)
+  end
+  if opts.query ~= nil and type(opts.query) ~= "table" then
+    return errors.invalid("%s: 'query' must be a table", what)
+  end
+  return opts
+end
+
+
+--- ListScannedTargets is always a list: a single object is wrapped, absence is an empty list.
+local function normalise_history(items)
+  for i = 1, #items do
+    local r = items[i]
+    if type(r) == "table" then
+      local t = r.ListScannedTargets
+      if type(t) ~= "table" then
+        r.ListScannedTargets = {}
+      elseif t[1] == nil and next(t) ~= nil then
+        r.ListScannedTargets = { t }
+      end
+    end
+  end
+  return items
+end
+M.normalise_history = normalise_history
+
+
+local function encode(body, what)
+  if type(body) == "string" or body == nil then return body end
+  if type(body) ~= "table" then
+    return errors.invalid("%s: body must be a table or a JSON string, got %s", what, type(body))
+  end
+  local s, err = cjson.encode(body)
+  if not s then return errors.invalid("%s: body cannot be encoded as JSON: %s", what, tostring(err)) end
+  return s
+end
+
+
+local function check_headers(h, what)
+  if h == nil then return {} end
+  if type(h) ~= "table" then return errors.invalid("%s: headers must be a table", what) end
+  local out = {}
+  for k, v in pairs(h) do
+    if type(k) ~= "string" or type(v) ~= "string" or k:find("[%c:]") or v:find("[\r\n]") then
+      return errors.invalid("%s: headers must map names to single-line strings", what)
+    end
+    if k:lower() == "authorization" then
+      return errors.invalid("%s: the Authorization header is set by the client", what)
+    end
+    out[#out + 1] = k .. ": " .. v
+  end
+  table.sort(out)
+  return out
+end
+
+
+-- The URL of a path (relative to base_url) or of an absolute URL.
+local function target_url(c, path)
+  if path:match("^%a[%w+.-]*://") then return path end
+  if path:sub(1, 1) ~= "/" then path = "/" .. path end
+  return c.base_url .. path
+end
+
+
+-- Generic requests -----------------------------------------------------------
+
+local REQUEST_OPTS = { query = true, body = true, headers = true, safe = true, deadline = true }
+local METHODS = { GET = true, POST = true, PATCH = true, PUT = true, DELETE = true }
+
+local function prepare(c, method, path, opts, what)
+  if type(method) ~= "string" or not METHODS[method:upper()] then
+    return errors.invalid("%s: method must be one of GET, POST, PATCH, PUT, DELETE", what)
+  end
+  method = method:upper()
+  if type(path) ~= "string" or path == "" then
+    return errors.invalid("%s: path must be a non-empty string", what)
+  end
+  if opts == nil then opts = {} end
+  if type(opts) ~= "table" then return errors.invalid("%s: opts must be a table", what) end
+  for k in pairs(opts) do
+    if not REQUEST_OPTS[k] then
+      return errors.invalid("%s: unknown option '%s' (known: body, deadline, headers, query, safe)", what, tostring(k))
+    end
+  end
+  if opts.query ~= nil and type(opts.query) ~= "table" then
+    return errors.invalid("%s: query must be a table", what)
+  end
+  if opts.deadline ~= nil and not positive(opts.deadline) then
+    return errors.invalid("%s: deadline must be a positive number of seconds", what)
+  end
+  local body, err = encode(opts.body, what)
+  if err then return nil, err end
+  local headers, herr = check_headers(opts.headers, what)
+  if not headers then return nil, herr end
+  local full = target_url(c, path)
+  local bare = full:match("^[^?#]*")
+  local route_path = bare:sub(#c.base_url + 1)
+  local endpoint = bare:sub(1, #c.base_url) == c.base_url and scans.lookup(method, route_path) or nil
+  local safe = opts.safe
+  if safe == nil then
+    safe = method == "GET" or (endpoint ~= nil and endpoint.safe)
+  end
+  return {
+    method = method, url = full, query = opts.query, body = body, headers = headers,
+    safe = safe, endpoint = endpoint, deadline = opts.deadline,
+  }
+end
+
+
+--- client:request(method, path_or_url, { query, body, headers, safe, deadline })
+-- @return { status, headers, body } or nil, err
+function Client:request(method, path, opts)
+  local r, err = prepare(self, method, path, opts, "request")
+  if not r then return nil, err end
+  return pipeline.call(self, {
+    method = r.method, url = url.with_query(r.url, r.query), body = r.body, headers = r.headers,
+    safe = r.safe, deadline = r.deadline, expect = "any",
+  })
+end
+
+
+-- An iterator of pages over a prepared request; page_size false = follow nextLinks only.
+local function page_iterator(c, r, page_size)
+  local fetch = function(u)
+    return pipeline.call(c, { method = r.method, url = u, body = r.body, headers = r.headers,
+      safe = r.safe, deadline = r.deadline, expect = "json" })
+  end
+  return paging.iterate(fetch, r.url, r.query, {
+    page_size = page_size,
+    origin = url.origin(c.base_url),
+    normalise = r.endpoint and r.endpoint.history and normalise_history or nil,
+  })
+end
+
+
+--- for page in client:pages(method, path, opts) do ... end
+-- Raises the error object on failure.
+function Client:pages(method, path, opts)
+  local r, err = prepare(self, method, path, opts, "pages")
+  if not r then error(err, 2) end
+  return page_iterator(self, r, self.options.page_size)
+end
+
+
+--- for item in client:each(method, path, opts) do ... end
+function Client:each(method, path, opts)
+  local next_page = self:pages(method, path, opts)
+  local page, i = nil, 0
+  return function()
+    while true do
+      if page then
+        i = i + 1
+        local item = page[i]
+        if item ~= nil then return item end
+      end
+      page, i = next_page(), 0
+      if not page then return nil end
+    end
+  end
+end
+
+
+-- Named calls ----------------------------------------------------------------
+
+-- Run the listing of one endpoint for one body, collecting items according to opts.
+local function collect(c, e, body, opts, out)
+  local query = {}
+  if opts.query then for k, v in pairs(opts.query) do query[k] = v end end
+  if opts.top then query["$top"] = opts.top end
+  if opts.skip then query["$skip"] = opts.skip end
+  local r = {
+    method = e.method, url = c.base_url .. e.path, query = query, headers = {},
+    body = body, safe = e.safe, endpoint = e,
+  }
+  -- all = true pages with $top; the by-session call follows nextLinks of its bounded answer;
+  -- otherwise one page, as the API gives it
+  local page_size
+  if opts.all then
+    page_size = c.options.page_size
+  elseif e.body_key == "SessionIds" and not (opts.top or opts.skip) then
+    page_size = false
+  else
+    local resp, err = pipeline.call(c, { method = r.method, url = url.with_query(r.url, query),
+      body = body, headers = r.headers, safe = r.safe, expect = "json" })
+    if not resp then return nil, err end
+    local items = paging.items(resp.body)
+    if not items then
+      return nil, errors.new{ kind = "decode", status = resp.status, message = "expected a listing from " .. r.url }
+    end
+    if e.history then normalise_history(items) end
+    for i = 1, #items do out[#out + 1] = items[i] end
+    return out
+  end
+  local ok, err = pcall(function()
+    for items in page_iterator(c, r, page_size) do
+      for i = 1, #items do out[#out + 1] = items[i] end
+    end
+  end)
+  if not ok then
+    if errors.is(err) then return nil, err end
+    error(err, 0)
+  end
+  return out
+end
+
+
+local function by_ids(c, name, ids, opts, what)
+  local e = scans.endpoints[name]
+  local list, err = check_ids(ids, what)
+  if not list then return nil, err end
+  opts, err = check_list_opts(opts, what)
+  if not opts then return nil, err end
+  local size = opts.batch_size or c.options.batch_size
+  local out = {}
+  for b = 1, ceil(#list / size) do
+    local batch = {}
+    for i = (b - 1) * size + 1, math.min(b * size, #list) do batch[#batch + 1] = list[i] end
+    local body = cjson.encode{ [e.body_key] = batch }
+    local _, cerr = collect(c, e, body, opts, out)
+    if cerr then return nil, cerr end
+  end
+  return out
+end
+
+
+--- Scan history of sessions: a list of session records, in the order the API gives them.
+function Client:scan_history_by_session(session_ids, opts)
+  return by_ids(self, "history_by_session", session_ids, opts, "scan_history_by_session")
+end
+
+
+--- Scan history of scan definitions (OData $top/$skip; all = true for every page).
+function Client:scan_history_by_definition(definition_ids, opts)
+  return by_ids(self, "history_by_definition", definition_ids, opts, "scan_history_by_definition")
+end
+
+
+local function listing(c, name, opts, what)
+  local err
+  opts, err = check_list_opts(opts, what)
+  if not opts then return nil, err end
+  if opts.batch_size then return errors.invalid("%s: 'batch_size' applies to calls that take IDs", what) end
+  return collect(c, scans.endpoints[name], nil, opts, {})
+end
+
+
+local function one(c, name, id, body, what)
+  if type(id) ~= "string" or id == "" then
+    return errors.invalid("%s: id must be a non-empty string, got %s", what, type(id))
+  end
+  local e = scans.endpoints[name]
+  local resp, err = pipeline.call(c, {
+    method = e.method, url = c.base_url .. e.path:gsub("{id}", url.escape(id)),
+    body = body, headers = {}, safe = e.safe, expect = "json",
+  })
+  if not resp then return nil, err end
+  return resp.body
+end
+
+
+function Client:scan_definitions(opts)
+  return listing(self, "definitions", opts, "scan_definitions")
+end
+
+
+function Client:scan_definition(id)
+  return one(self, "definition", id, nil, "scan_definition")
+end
+
+
+function Client:scan_agents(opts)
+  return listing(self, "agents", opts, "scan_agents")
+end
+
+
+function Client:scan_agent(id)
+  return one(self, "agent", id, nil, "scan_agent")
+end
+
+
+local function check_definition(def, what, required)
+  if type(def) ~= "table" or next(def) == nil then
+    return errors.invalid("%s: the definition must be a non-empty table", what)
+  end
+  if required then
+    for _, k in ipairs{ "scanType", "scanName", "isActive", "target", "intervalInHours", "targetType",
+                        "scannerAgent", "scanAuthenticationParams" } do
+      if def[k] == nil then return errors.invalid("%s: missing required field '%s'", what, k) end
+    end
+  end
+  return encode(def, what)
+end
+
+
+function Client:create_scan_definition(def)
+  local body, err = check_definition(def, "create_scan_definition", true)
+  if not body then return nil, err end
+  local e = scans.endpoints.create_definition
+  local resp
+  resp, err = pipeline.call(self, { method = e.method, url = self.base_url .. e.path, body = body,
+    headers = {}, safe = false, expect = "json" })
+  return resp and resp.body, err
+end
+
+
+function Client:update_scan_definition(id, changes)
+  local body, err = check_definition(changes, "update_scan_definition", false)
+  if not body then return nil, err end
+  return one(self, "update_definition", id, body, "update_scan_definition")
+end
+
+
+--- Delete scan definitions (BatchDelete). Returns true (or the API's answer when it sends one).
+function Client:delete_scan_definitions(ids)
+  local list, err = check_ids(ids, "delete_scan_definitions")
+  if not list then return nil, err end
+  local e = scans.endpoints.delete_definitions
+  local size = self.options.batch_size
+  local answer = true
+  for b = 1, ceil(#list / size) do
+    local batch = {}
+    for i = (b - 1) * size + 1, math.min(b * size, #list) do batch[#batch + 1] = list[i] end
+    local resp
+    resp, err = pipeline.call(self, { method = e.method, url = self.base_url .. e.path,
+      body = cjson.encode{ [e.body_key] = batch }, headers = {}, safe = false, expect = "any" })
+    if not resp then return nil, err end
+    if type(resp.body) == "table" and next(resp.body) ~= nil then answer = resp.body end
+  end
+  return answer
+end
+
+
+return M

@@ -1,0 +1,95 @@
+--- Client-side pacing: at most `limit` requests in any `window` seconds, for
+-- every window given, enforced before a request leaves (a sliding log).
+--
+-- Each window keeps a ring of the last `limit` departure times in the store;
+-- request number k may leave no sooner than the departure of request k - limit
+-- plus the window. Departure times never decrease, so no window of `window`
+-- seconds ever holds more than `limit` departures. A 429 from the service
+-- blocks every request of the same budget until its Retry-After has passed.
+
+local tostring = tostring
+local max = math.max
+
+local M = {}
+
+M.DEFAULT = { { limit = 100, window = 60 }, { limit = 1500, window = 3600 } }
+
+-- A departure leaves this much later than the strict bound, so that clock
+-- jitter between us and the service never lets one request too many in.
+local MARGIN = 0.05
+
+
+--- Reserve a departure time for one request.
+-- @param store  a store (mde.store)
+-- @param key    the budget (application and tenant: the service counts per app)
+-- @param windows list of { limit, window }
+-- @param now    current time in seconds
+-- @param max_wait the longest wait the caller accepts
+-- @return wait (seconds, >= 0), or nil and the wait that would be needed
+function M.reserve(store, key, windows, now, max_wait)
+  local unlock, err = store:lock(key .. ":lock", max_wait)
+  if not unlock then return nil, 0, err end
+  local t = now
+  local blocked = store:get(key .. ":blocked")
+  if blocked and blocked > t then t = blocked end
+  local seqs = {}
+  for i = 1, #windows do
+    local w = windows[i]
+    local wkey = key .. ":" .. tostring(w.window) .. ":"
+    local seq = store:get(wkey .. "seq") or 0
+    seqs[i] = seq
+    local prev = store:get(wkey .. (seq % w.limit))
+    if prev then t = max(t, prev + w.window + MARGIN) end
+  end
+  local wait = t - now
+  if wait > max_wait then
+    unlock()
+    return nil, wait
+  end
+  for i = 1, #windows do
+    local w = windows[i]
+    local wkey = key .. ":" .. tostring(w.window) .. ":"
+    store:set(wkey .. (seqs[i] % w.limit), t, w.window + 1 + wait)
+    store:set(wkey .. "seq", seqs[i] + 1, w.window + 1 + wait)
+  end
+  unlock()
+  return wait
+end
+
+
+--- The service said 429: hold every request of this budget until `until_time`.
+function M.block(store, key, until_time, now)
+  local cur = store:get(key .. ":blocked")
+  if not cur or cur < until_time then
+    store:set(key .. ":blocked", until_time, until_time - now + 1)
+  end
+end
+
+
+--- Check a `rate_limit` option. Returns the windows list, or nil and a message.
+function M.check(opt)
+  if opt == nil then return M.DEFAULT end
+  if opt == false then return false end
+  if type(opt) ~= "table" then return nil, "must be a list of { limit = N, window = seconds } or false" end
+  if #opt == 0 then return nil, "is an empty list (use false to turn pacing off)" end
+  local out = {}
+  for i = 1, #opt do
+    local w = opt[i]
+    if type(w) ~= "table" then return nil, ("[%d] must be a table { limit = N, window = seconds }"):format(i) end
+    for k in pairs(w) do
+      if k ~= "limit" and k ~= "window" then return nil, ("[%d] has an unknown key '%s'"):format(i, tostring(k)) end
+    end
+    local limit, window = w.limit, w.window
+    if type(limit) ~= "number" or limit < 1 or limit % 1 ~= 0 then
+      return nil, ("[%d].limit must be a positive whole number"):format(i)
+    end
+    if type(window) ~= "number" or window <= 0 then
+      return nil, ("[%d].window must be a positive number of seconds"):format(i)
+    end
+    out[i] = { limit = limit, window = window }
+  end
+  return out
+end
+
+
+return M

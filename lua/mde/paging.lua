@@ -1,0 +1,97 @@
+--- Paging over OData listings: follow `@odata.nextLink` when the service gives
+-- one, and `$top`/`$skip` otherwise, stopping on a short or empty page. At most
+-- one page is held at a time. A nextLink that leaves the API host is refused
+-- (the token is never sent there), and one that repeats a URL already fetched
+-- ends the iteration with an error instead of looping forever.
+
+local type, tostring, tonumber, pairs = type, tostring, tonumber, pairs
+local error = error
+
+local errors = require "mde.errors"
+local url = require "mde.url"
+
+local M = {}
+
+
+--- The items of a decoded listing body: `value` of an OData envelope, or the body if it is a list.
+function M.items(body)
+  if type(body) ~= "table" then return nil end
+  local v = body.value
+  if type(v) == "table" then return v end
+  if body[1] ~= nil or next(body) == nil then return body end
+  return nil
+end
+
+
+local function copy(t)
+  local out = {}
+  if t then for k, v in pairs(t) do out[k] = v end end
+  return out
+end
+
+
+--- An iterator over pages.
+-- @param fetch function(url) -> response | nil, err (one API call: token, pacing, retries)
+-- @param base the URL of the listing, without query
+-- @param query the caller's query table (may hold $top and $skip)
+-- @param o { page_size = n or false (only follow nextLinks), origin = API origin, normalise = fn(items) }
+-- @return iterator yielding (items, response)
+function M.iterate(fetch, base, query, o)
+  query = copy(query)
+  local top = tonumber(query["$top"])
+  if not top and o.page_size then
+    top = o.page_size
+    query["$top"] = top
+  end
+  local skip = tonumber(query["$skip"]) or 0
+  local next_url = url.with_query(base, query)
+  local fetched, pages, done = {}, 0, false
+
+  local function fail(e)
+    done = true
+    error(e, 0)
+  end
+
+  return function()
+    if done then return nil end
+    fetched[next_url] = true
+    local resp, err = fetch(next_url)
+    if not resp then return fail(err) end
+    pages = pages + 1
+    local items = M.items(resp.body)
+    if not items then
+      return fail(errors.new{ kind = "decode", status = resp.status,
+        message = "expected a listing (an object with a 'value' list) from " .. next_url })
+    end
+    local n = #items
+    local link = type(resp.body) == "table" and resp.body["@odata.nextLink"]
+    if n == 0 then
+      done = true
+      return nil
+    end
+    if type(link) == "string" and link ~= "" then
+      local resolved = url.resolve(next_url, link)
+      if not resolved or url.origin(resolved) ~= o.origin then
+        return fail(errors.new{ kind = "unsafe_redirect",
+          message = ("@odata.nextLink points at %s, not the configured API host %s; not followed"):format(
+            tostring(resolved and url.origin(resolved) or link), o.origin) })
+      end
+      if fetched[resolved] then
+        return fail(errors.new{ kind = "http", code = "PagingLoop", status = resp.status,
+          message = ("@odata.nextLink repeats %s after %d pages; stopped instead of looping"):format(resolved, pages) })
+      end
+      next_url = resolved
+    elseif top and n >= top then
+      skip = skip + n
+      query["$skip"] = skip
+      next_url = url.with_query(base, query)
+    else
+      done = true
+    end
+    if o.normalise then o.normalise(items) end
+    return items, resp
+  end
+end
+
+
+return M

@@ -1,0 +1,49 @@
+--- The libcurl transport: one mde.core handle per client, reused across calls
+-- so connections and TLS sessions stay warm. It moves bytes and nothing else:
+-- send(req) -> response | nil, facts (see mde.core).
+
+local setmetatable = setmetatable
+
+local core = require "mde.core"
+
+local M = {}
+M.name = "curl"
+
+local Transport = {}
+Transport.__index = Transport
+
+
+function M.new()
+  return setmetatable({ handle = core.new() }, Transport)
+end
+
+
+function Transport:send(req)
+  return self.handle:perform(req)
+end
+
+
+--- Several requests in flight at once on one thread (libcurl's multi interface).
+-- Returns a list of { resp = ..., facts = ... } in request order.
+function Transport:send_all(reqs)
+  local handles = self.pool or {}
+  self.pool = handles
+  for i = #handles + 1, #reqs do handles[i] = core.new() end
+  return core.perform_all(handles, reqs)
+end
+
+
+function Transport:close()
+  self.handle:close()
+  if self.pool then
+    for i = 1, #self.pool do self.pool[i]:close() end
+    self.pool = nil
+  end
+end
+
+
+M.now = core.now
+M.sleep = core.sleep
+
+
+return M

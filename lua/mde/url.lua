@@ -1,0 +1,96 @@
+--- The few URL operations the client needs: encoding query strings and forms,
+-- and telling whether a URL stays on the configured host.
+
+local tostring, type, pairs = tostring, type, pairs
+local concat, sort = table.concat, table.sort
+
+local M = {}
+
+
+local function escape_char(c)
+  return ("%%%02X"):format(c:byte())
+end
+
+--- Percent-encode everything but RFC 3986 unreserved characters.
+function M.escape(s)
+  return (tostring(s):gsub("[^%w%-%._~]", escape_char))
+end
+
+
+--- Encode a table as `k=v&...` (sorted keys, so requests are reproducible).
+-- List values repeat the key.
+function M.encode(t)
+  local keys = {}
+  for k in pairs(t) do keys[#keys + 1] = tostring(k) end
+  sort(keys)
+  local out = {}
+  for i = 1, #keys do
+    local k = keys[i]
+    local v = t[k]
+    if type(v) == "table" then
+      for j = 1, #v do out[#out + 1] = M.escape(k) .. "=" .. M.escape(v[j]) end
+    else
+      out[#out + 1] = M.escape(k) .. "=" .. M.escape(v)
+    end
+  end
+  return concat(out, "&")
+end
+
+
+local DEFAULT_PORT = { http = "80", https = "443" }
+
+--- Split a URL into scheme, host, port and the rest (path, query).
+-- Returns nil for anything that is not an absolute http(s) URL.
+function M.split(u)
+  if type(u) ~= "string" then return nil end
+  local scheme, authority, rest = u:match("^(%a[%w+.-]*)://([^/?#]*)(.*)$")
+  if not scheme then return nil end
+  scheme = scheme:lower()
+  if not DEFAULT_PORT[scheme] then return nil end
+  if authority:find("@", 1, true) then return nil end -- no userinfo in API URLs
+  local host, port = authority:match("^(%[[%x:.]+%])(.*)$")
+  if not host then host, port = authority:match("^([^:]*)(.*)$") end
+  if port ~= "" then
+    port = port:match("^:(%d+)$")
+    if not port then return nil end
+  else
+    port = DEFAULT_PORT[scheme]
+  end
+  if host == "" then return nil end
+  return scheme, host:lower(), tostring(tonumber(port)), rest
+end
+
+
+--- "scheme://host:port" of a URL, or nil.
+function M.origin(u)
+  local scheme, host, port = M.split(u)
+  if not scheme then return nil end
+  return scheme .. "://" .. host .. ":" .. port
+end
+
+
+--- Resolve `ref` (absolute, or a path starting with "/") against `base`.
+function M.resolve(base, ref)
+  if type(ref) ~= "string" then return nil end
+  if ref:match("^%a[%w+.-]*://") then return ref end
+  if ref:sub(1, 2) == "//" then
+    local scheme = M.split(base)
+    return scheme and (scheme .. ":" .. ref)
+  end
+  if ref:sub(1, 1) == "/" then
+    local origin = base:match("^(%a[%w+.-]*://[^/?#]*)")
+    return origin and (origin .. ref)
+  end
+  return nil
+end
+
+
+--- Append a query table to a URL that may already have a query string.
+function M.with_query(u, query)
+  if not query or next(query) == nil then return u end
+  local q = M.encode(query)
+  return u .. (u:find("?", 1, true) and "&" or "?") .. q
+end
+
+
+return M
