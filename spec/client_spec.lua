@@ -1,0 +1,207 @@
+-- The client end to end against the local MDE-like server (real nginx, real TLS).
+local mde = require "mde"
+local server = require "spec.helpers.server"
+
+local SEED_SESSION = "01decc497f4b4ec49a5fc4e12597f8c8"
+local SEED_DEFINITION = "4ad8d463-6b3a-4894-b42a-a2de9ea0a8ae"
+
+describe("mde client against the local server", function()
+  local s
+
+  setup(function() s = server.start{} end)
+  teardown(function() if s then s:stop() end end)
+  before_each(function() s:reset() end)
+
+  local function new(extra)
+    local o = { base_url = s.base_url, authority = s.authority, tenant_id = "t", client_id = "c",
+                client_secret = "s", ca_file = s.ca_file, rate_limit = false,
+                backoff = { base = 0.01, cap = 0.05 } }
+    for k, v in pairs(extra or {}) do o[k] = v end
+    return assert(mde.new(o))
+  end
+
+  describe("scan_history_by_session", function()
+    it("returns the seed session with the API's field names and integer counts", function()
+      local client = new()
+      local sessions, err = client:scan_history_by_session({ SEED_SESSION })
+      assert.is_nil(err)
+      assert.equal(1, #sessions)
+      local r = sessions[1]
+      assert.equal(SEED_SESSION, r.SessionIds)
+      assert.equal(SEED_DEFINITION, r.ScanDefinitionIds)
+      assert.equal("Success", r.ScanStatus)
+      assert.equal("2022-12-19T15:14:24.5561791Z", r.LastScanned)
+      assert.equal(3, r.NumberOfTargets)
+      assert.equal(3, r.NumberOfSuccessfullyScannedTargets)
+      if math.type then
+        assert.equal("integer", math.type(r.NumberOfTargets))
+        assert.equal("integer", math.type(r.NumberOfSuccessfullyScannedTargets))
+      end
+      assert.equal(3, #r.ListScannedTargets)
+      assert.same({ "127.0.0.1", "127.0.0.2", "127.0.0.3" },
+                  { r.ListScannedTargets[1].Ip, r.ListScannedTargets[2].Ip, r.ListScannedTargets[3].Ip })
+      assert.equal("DESKTOP-Test", r.ListScannedTargets[1].Hostname)
+      assert.equal("", r.ListScannedTargets[1].ErrorMessage)
+    end)
+
+    it("takes one ID as a string and sends the body the API documents", function()
+      local client = new()
+      local sessions = assert(client:scan_history_by_session(SEED_SESSION))
+      assert.equal(1, #sessions)
+      local seen = s:stats().requests
+      local last = seen[#seen]
+      assert.equal("POST", last.method)
+      assert.matches("/api/DeviceAuthenticatedScanDefinitions/GetScanHistoryBySessionId", last.uri, 1, true)
+      assert.same({ SessionIds = { SEED_SESSION } }, require("cjson").decode(last.body))
+    end)
+
+    it("fetches one token for many calls", function()
+      local client = new()
+      for _ = 1, 5 do assert(client:scan_history_by_session(SEED_SESSION)) end
+      local st = s:stats()
+      assert.equal(1, st.token_requests)
+    end)
+
+    it("returns an empty list for unknown sessions", function()
+      local sessions, err = new():scan_history_by_session({ "ffffffffffffffffffffffffffffffff" })
+      assert.is_nil(err)
+      assert.same({}, sessions)
+    end)
+
+    it("rejects bad IDs before sending anything", function()
+      local client = new()
+      for _, bad in ipairs{ {}, 42, { 1, 2 }, "", { "a", "" }, { x = "y" } } do
+        local r, err = client:scan_history_by_session(bad)
+        assert.is_nil(r)
+        assert.equal("invalid_argument", err.kind)
+      end
+      assert.equal(0, s:stats().token_requests)
+    end)
+
+    it("splits long lists into batches and keeps the order", function()
+      local client = new{ batch_size = 2 }
+      local ids = { "s000000000000000000000000000005", SEED_SESSION, "s000000000000000000000000000003" }
+      local sessions = assert(client:scan_history_by_session(ids))
+      assert.equal(3, #sessions)
+      for i, id in ipairs(ids) do assert.equal(id, sessions[i].SessionIds) end
+    end)
+  end)
+
+  describe("errors", function()
+    local function fault(f)
+      f.route = f.route or "history_by_session"
+      s:control{ faults = { f } }
+    end
+
+    it("gives an http error with the API's code, message and request id", function()
+      fault{ status = 400, count = 1, body = '{"error":{"code":"InvalidRequestBody","message":"bad","target":"rid-7"}}' }
+      local r, err = new():scan_history_by_session(SEED_SESSION)
+      assert.is_nil(r)
+      assert.same({ "http", 400, "InvalidRequestBody", "bad", "rid-7" },
+                  { err.kind, err.status, err.code, err.message, err.request_id })
+      assert.matches("InvalidRequestBody", tostring(err), 1, true)
+    end)
+
+    for _, case in ipairs{ { 404, "http" }, { 403, "auth" }, { 500, "http" }, { 503, "http" } } do
+      it("maps status " .. case[1] .. " to kind " .. case[2], function()
+        fault{ status = case[1], count = 10 }
+        local r, err = new{ retries = 1 }:scan_history_by_session(SEED_SESSION)
+        assert.is_nil(r)
+        assert.equal(case[2], err.kind)
+        assert.equal(case[1], err.status)
+      end)
+    end
+
+    it("retries a 503 and succeeds", function()
+      fault{ status = 503, count = 2 }
+      local sessions = assert(new{ retries = 3 }:scan_history_by_session(SEED_SESSION))
+      assert.equal(1, #sessions)
+    end)
+
+    it("reports the seed's invalid sample JSON as a decode error", function()
+      fault{ mode = "seed", count = 1 }
+      local r, err = new():scan_history_by_session(SEED_SESSION)
+      assert.is_nil(r)
+      assert.equal("decode", err.kind)
+      assert.equal(200, err.status)
+    end)
+
+    it("reports an empty 200 body as a decode error", function()
+      fault{ mode = "empty", count = 1 }
+      local r, err = new():scan_history_by_session(SEED_SESSION)
+      assert.is_nil(r)
+      assert.equal("decode", err.kind)
+    end)
+
+    it("times out on a slow server", function()
+      fault{ delay = 3, count = 5 }
+      local t0 = os.time()
+      local r, err = new{ timeout = 0.5, retries = 0 }:scan_history_by_session(SEED_SESSION)
+      assert.is_nil(r)
+      assert.equal("timeout", err.kind)
+      assert.is_true(os.time() - t0 <= 2)
+    end)
+
+    it("refuses bodies over max_body", function()
+      fault{ mode = "huge", size = 2 * 1024 * 1024, count = 1 }
+      local r, err = new{ max_body = 1024 * 1024 }:scan_history_by_session(SEED_SESSION)
+      assert.is_nil(r)
+      assert.equal("too_large", err.kind)
+    end)
+
+    it("reports a dropped connection as a network error", function()
+      fault{ mode = "reset", count = 10 }
+      local r, err = new{ retries = 1 }:scan_history_by_session(SEED_SESSION)
+      assert.is_nil(r)
+      assert.equal("network", err.kind)
+    end)
+
+    it("rejects an unknown CA", function()
+      local r, err = new{ ca_file = s.other_ca_file }:scan_history_by_session(SEED_SESSION)
+      assert.is_nil(r)
+      assert.equal("tls", err.kind)
+    end)
+
+    it("gives auth errors for a wrong secret, with the AADSTS code and without the secret", function()
+      local r, err = new{ client_secret = "wrong-secret-value" }:scan_history_by_session(SEED_SESSION)
+      assert.is_nil(r)
+      assert.equal("auth", err.kind)
+      assert.equal("AADSTS7000215", err.code)
+      assert.is_nil(tostring(err):find("wrong-secret-value", 1, true))
+    end)
+  end)
+
+  describe("options", function()
+    it("rejects unknown and mistyped options", function()
+      local c, err = mde.new{ client_secret = "s", tenant_id = "t", client_id = "c", timeout = "5" }
+      assert.is_nil(c)
+      assert.equal("invalid_argument", err.kind)
+      assert.matches("'timeout'", err.message, 1, true)
+      c, err = mde.new{ client_secret = "s", tenant_id = "t", client_id = "c", colour = "red" }
+      assert.is_nil(c)
+      assert.matches("unknown option 'colour'", err.message, 1, true)
+    end)
+
+    it("never shows a secret in tostring(client)", function()
+      local client = new{ client_secret = "super-secret-123" }
+      assert.is_nil(tostring(client):find("super-secret-123", 1, true))
+      for _, v in pairs(client) do assert.is_nil(tostring(v):find("super-secret-123", 1, true)) end
+    end)
+  end)
+
+  describe("request", function()
+    it("returns status, headers and a decoded body", function()
+      local resp = assert(new():request("POST", "/api/DeviceAuthenticatedScanDefinitions/GetScanHistoryBySessionId",
+        { body = { SessionIds = { SEED_SESSION } } }))
+      assert.equal(200, resp.status)
+      assert.matches("json", resp.headers["content-type"])
+      assert.equal(SEED_SESSION, resp.body.value[1].SessionIds)
+    end)
+
+    it("refuses to send the token to another host", function()
+      local r, err = new():request("GET", s.alt_base_url .. "/api/DeviceAuthenticatedScanAgents")
+      assert.is_nil(r)
+      assert.equal("unsafe_redirect", err.kind)
+    end)
+  end)
+end)
