@@ -59,7 +59,7 @@ describe("mde client against the local server", function()
       local client = new()
       for _ = 1, 5 do assert(client:scan_history_by_session(SEED_SESSION)) end
       local st = s:stats()
-      assert.equal(1, st.token_requests)
+      assert.equal(1, st.token.requests)
     end)
 
     it("returns an empty list for unknown sessions", function()
@@ -75,12 +75,12 @@ describe("mde client against the local server", function()
         assert.is_nil(r)
         assert.equal("invalid_argument", err.kind)
       end
-      assert.equal(0, s:stats().token_requests)
+      assert.equal(0, s:stats().token.requests)
     end)
 
     it("splits long lists into batches and keeps the order", function()
       local client = new{ batch_size = 2 }
-      local ids = { "s000000000000000000000000000005", SEED_SESSION, "s000000000000000000000000000003" }
+      local ids = { "s0000000000000000000000000000005", SEED_SESSION, "s0000000000000000000000000000003" }
       local sessions = assert(client:scan_history_by_session(ids))
       assert.equal(3, #sessions)
       for i, id in ipairs(ids) do assert.equal(id, sessions[i].SessionIds) end
@@ -94,7 +94,8 @@ describe("mde client against the local server", function()
     end
 
     it("gives an http error with the API's code, message and request id", function()
-      fault{ status = 400, count = 1, body = '{"error":{"code":"InvalidRequestBody","message":"bad","target":"rid-7"}}' }
+      fault{ status = 400, count = 1,
+             body = '{"error":{"code":"InvalidRequestBody","message":"bad","target":"rid-7"}}' }
       local r, err = new():scan_history_by_session(SEED_SESSION)
       assert.is_nil(r)
       assert.same({ "http", 400, "InvalidRequestBody", "bad", "rid-7" },

@@ -67,7 +67,8 @@ describe("mde.pacing", function()
     local cases = {
       { "x", "must be a list" }, { {}, "empty list" }, { { 5 }, "[1] must be a table" },
       { { { limit = 0, window = 1 } }, "[1].limit" }, { { { limit = 1, window = -1 } }, "[1].window" },
-      { { { limit = 1.5, window = 1 } }, "[1].limit" }, { { { limit = 1, window = 1, burst = 2 } }, "unknown key 'burst'" },
+      { { { limit = 1.5, window = 1 } }, "[1].limit" },
+      { { { limit = 1, window = 1, burst = 2 } }, "unknown key 'burst'" },
     }
     for _, c in ipairs(cases) do
       local ok, err = pacing.check(c[1])

@@ -489,6 +489,77 @@ function Client:scan_history_by_definition(definition_ids, opts)
 end
 
 
+
+-- The filter of a criteria table or function; nil, err on bad criteria.
+local function as_filter(criteria, what)
+  if criteria == nil then return function() return true end end
+  if type(criteria) == "function" then return criteria end
+  if type(criteria) ~= "table" then
+    return errors.invalid("%s: criteria must be a table or a filter function, got %s", what, type(criteria))
+  end
+  local f, err = require("mde.filter")(criteria)
+  if not f then return nil, err end
+  return f
+end
+
+
+--- Every session of the given scan definitions that passes a filter, one at a time:
+--   for record in client:each_session(definition_ids, { status = "Failed", since = "2024-06-01" }) do ... end
+-- Walks every page of the history of each batch of definitions (one page held at a time).
+-- Bad arguments raise the invalid_argument error; failures during iteration raise the error object.
+function Client:each_session(definition_ids, criteria)
+  local what = "each_session"
+  local list, err = check_ids(definition_ids, what)
+  if not list then error(err, 2) end
+  local keep
+  keep, err = as_filter(criteria, what)
+  if not keep then error(err, 2) end
+  local e = scans.endpoints.history_by_definition
+  local size = self.options.batch_size
+  local batch_no, nbatches = 0, ceil(#list / size)
+  local next_page, page, i
+  return function()
+    while true do
+      if page then
+        i = i + 1
+        local r = page[i]
+        if r == nil then
+          page = nil
+        elseif keep(r) then
+          return r
+        end
+      elseif next_page then
+        page, i = next_page(), 0
+        if not page then next_page = nil end
+      else
+        batch_no = batch_no + 1
+        if batch_no > nbatches then return nil end
+        local batch = {}
+        for k = (batch_no - 1) * size + 1, math.min(batch_no * size, #list) do batch[#batch + 1] = list[k] end
+        next_page = page_iterator(self, {
+          method = e.method, url = self.base_url .. e.path, query = {}, headers = {},
+          body = cjson.encode{ [e.body_key] = batch }, safe = true, endpoint = e,
+        }, self.options.page_size)
+      end
+    end
+  end
+end
+
+
+--- The same as a list: client:sessions(definition_ids, criteria) -> list | nil, err
+-- ("every failed session of these definitions since Monday").
+function Client:sessions(definition_ids, criteria)
+  local out = {}
+  local ok, err = pcall(function()
+    for r in self:each_session(definition_ids, criteria) do out[#out + 1] = r end
+  end)
+  if not ok then
+    if errors.is(err) then return nil, err end
+    error(err, 0)
+  end
+  return out
+end
+
 local function listing(c, name, opts, what)
   local err
   opts, err = check_list_opts(opts, what)
