@@ -17,8 +17,9 @@ local url = require "mde.url"
 
 local M = {}
 
--- refresh this long before expiry: a tenth of the lifetime, at most 5 minutes
-local MARGIN_SHARE, MARGIN_MAX = 0.1, 300
+-- refresh this long before expiry: a tenth of the lifetime, at most 5 minutes, plus
+-- one second because the service counts expiry in whole seconds
+local MARGIN_SHARE, MARGIN_MAX, GRANULARITY = 0.1, 300, 1
 local DEFAULT_LIFETIME = 3599
 
 M.ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -36,7 +37,7 @@ end
 
 
 local function keep_for(expires_in)
-  return expires_in - min(MARGIN_MAX, expires_in * MARGIN_SHARE)
+  return expires_in - min(MARGIN_MAX, expires_in * MARGIN_SHARE) - GRANULARITY
 end
 
 
@@ -133,7 +134,7 @@ function M.token(c, p, force)
   token, err = fetch(c, p, require "mde.pipeline")
   if token then
     expires_in = err
-    store:set(key, token, max(keep_for(expires_in), 1))
+    store:set(key, token, max(keep_for(expires_in), 0.5))
     err = nil
   end
   if unlock then unlock() end
