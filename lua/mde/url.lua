@@ -11,9 +11,10 @@ local function escape_char(c)
   return ("%%%02X"):format(c:byte())
 end
 
---- Percent-encode everything but RFC 3986 unreserved characters.
+--- Percent-encode everything but RFC 3986 unreserved characters and "$"
+-- (OData's system query options are spelled `$top`, `$skip`: sent as written).
 function M.escape(s)
-  return (tostring(s):gsub("[^%w%-%._~]", escape_char))
+  return (tostring(s):gsub("[^%w%-%._~%$]", escape_char))
 end
 
 

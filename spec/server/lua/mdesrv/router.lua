@@ -152,6 +152,7 @@ end
 function M.handle()
   local ctx = ngx.ctx
   ctx.req_id = state.guid()
+  ctx.generation = require("mdesrv.stats").generation()
   local method = ngx.req.get_method()
   local route, arg, extra = M.match(method, ngx.var.uri)
   ctx.route = route

@@ -33,6 +33,7 @@ function M.log()
   local ctx = ngx.ctx
   local route = ctx.route or "unknown"
   if route == "control" then return end
+  if ctx.generation and ctx.generation ~= M.generation() then return end
   local status = ngx.status
   dict:incr("route:" .. route, 1, 0)
   dict:incr("status:" .. route .. ":" .. status, 1, 0)
@@ -146,8 +147,17 @@ end
 
 
 function M.reset()
+  local gen = M.generation() + 1
   dict:flush_all()
   dict:flush_expired()
+  dict:set("generation", gen)
+end
+
+
+--- Which reset we are in. A request that started before a reset is logged (in the
+-- log phase, after the client already has its answer) into the old generation: dropped.
+function M.generation()
+  return dict:get("generation") or 0
 end
 
 

@@ -1,0 +1,316 @@
+-- Every endpoint of the authenticated-scan family, paging and batching, against the local server.
+local mde = require "mde"
+local server = require "spec.helpers.server"
+local cjson = require "cjson"
+
+local data = server.data
+local SEED_SESSION = "01decc497f4b4ec49a5fc4e12597f8c8"
+local SEED_DEF = "4ad8d463-6b3a-4894-b42a-a2de9ea0a8ae"
+local DEF2 = "7f3c2a10-5b6e-4d8f-9a1b-2c3d4e5f6a70"
+local AGENT1 = "0d9f5a2e-8c41-4b7a-9e36-5f2a1c7d8e01"
+
+describe("authenticated-scan API", function()
+  local s
+
+  setup(function() s = server.start{} end)
+  teardown(function() if s then s:stop() end end)
+  before_each(function() s:reset() end)
+
+  local function new(extra)
+    local o = { base_url = s.base_url, authority = s.authority, tenant_id = "t", client_id = "c",
+                client_secret = "s", ca_file = s.ca_file, rate_limit = false,
+                backoff = { base = 0.01, cap = 0.05 },
+                -- a fresh token cache: the server forgets its tokens on every reset
+                store = require("mde.store").new(require("mde.core").now) }
+    for k, v in pairs(extra or {}) do o[k] = v end
+    return assert(mde.new(o))
+  end
+
+  local function api_requests(route)
+    local out = {}
+    for _, r in ipairs(s:stats().requests) do
+      if r.route == route then out[#out + 1] = r end
+    end
+    return out
+  end
+
+  describe("scan history by definition", function()
+    it("returns one page with top/skip, as the API gives it", function()
+      local client = new()
+      local page = assert(client:scan_history_by_definition(SEED_DEF, { top = 5, skip = 2 }))
+      assert.equal(5, #page)
+      local reqs = api_requests("history_by_definition")
+      assert.equal(1, #reqs)
+      assert.matches("%$top=5", reqs[1].uri)
+      assert.matches("%$skip=2", reqs[1].uri)
+      assert.same({ ScanDefinitionIds = { SEED_DEF } }, cjson.decode(reqs[1].body))
+      -- newest first, the third newest is j = 2
+      assert.equal(data.session_id(1, 2), page[1].SessionIds)
+    end)
+
+    it("returns every page with all = true (nextLink paging)", function()
+      s:control{ page_cap = 7 }
+      local all = assert(new():scan_history_by_definition(SEED_DEF, { all = true }))
+      assert.equal(41, #all)
+      local seen = {}
+      for _, r in ipairs(all) do
+        assert.is_nil(seen[r.SessionIds], "duplicate " .. r.SessionIds)
+        seen[r.SessionIds] = true
+        assert.is_table(r.ListScannedTargets)
+      end
+    end)
+
+    it("pages with $top/$skip until a short page when the API gives no nextLink", function()
+      s:control{ paging = "topskip" }
+      local all = assert(new{ page_size = 10 }:scan_history_by_definition({ SEED_DEF, DEF2 }, { all = true }))
+      assert.equal(81, #all)
+      assert.equal(9, #api_requests("history_by_definition")) -- 8 full pages and a short one
+    end)
+
+    it("rejects a top over 4096 before sending", function()
+      local r, err = new():scan_history_by_definition(SEED_DEF, { top = 5000 })
+      assert.is_nil(r)
+      assert.equal("invalid_argument", err.kind)
+      r, err = new():scan_history_by_definition(SEED_DEF, { all = true, top = 5 })
+      assert.is_nil(r)
+      assert.equal("invalid_argument", err.kind)
+      r, err = new():scan_history_by_definition(SEED_DEF, { colour = 1 })
+      assert.is_nil(r)
+      assert.matches("unknown option 'colour'", err.message, 1, true)
+    end)
+  end)
+
+  describe("batching", function()
+    it("costs ceil(N / batch_size) calls and keeps the order", function()
+      local ids = {}
+      for k = 1, 23 do ids[k] = data.synthetic_session_id(100 + k) end
+      local sessions = assert(new{ batch_size = 5 }:scan_history_by_session(ids))
+      assert.equal(23, #sessions)
+      for k = 1, 23 do assert.equal(ids[k], sessions[k].SessionIds) end
+      assert.equal(5, #api_requests("history_by_session"))
+    end)
+
+    it("surfaces MaximumBatchSizeExceeded clearly", function()
+      s:control{ max_batch = 3 }
+      local ids = {}
+      for k = 1, 4 do ids[k] = data.synthetic_session_id(k) end
+      local r, err = new{ batch_size = 4 }:scan_history_by_session(ids)
+      assert.is_nil(r)
+      assert.equal("http", err.kind)
+      assert.equal(400, err.status)
+      assert.equal("MaximumBatchSizeExceeded", err.code)
+      assert.matches("allowed", tostring(err))
+    end)
+  end)
+
+  describe("definitions and agents", function()
+    it("lists scan definitions with camelCase fields, secrets present in the data", function()
+      local defs = assert(new():scan_definitions())
+      assert.equal(5, #defs)
+      local seed
+      for _, d in ipairs(defs) do if d.id == SEED_DEF then seed = d end end
+      assert.equal("Network", seed.scanType)
+      assert.is_boolean(seed.isActive)
+      assert.is_number(seed.intervalInHours)
+      if math.type then assert.equal("integer", math.type(seed.intervalInHours)) end
+      assert.is_string(seed.scanAuthenticationParams.authPassword)
+      local safe = mde.redact(seed)
+      assert.equal("<redacted>", safe.scanAuthenticationParams.authPassword)
+      assert.equal(seed.scanAuthenticationParams.username, safe.scanAuthenticationParams.username)
+    end)
+
+    it("keeps JSON null as mde.null", function()
+      local def = assert(new():scan_definition("0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"))
+      assert.equal(mde.null, def.scanAuthenticationParams)
+    end)
+
+    it("gets one definition and reports a missing one as 404", function()
+      local client = new()
+      local def = assert(client:scan_definition(DEF2))
+      assert.equal(DEF2, def.id)
+      local r, err = client:scan_definition("00000000-0000-0000-0000-000000000000")
+      assert.is_nil(r)
+      assert.equal(404, err.status)
+      assert.equal("http", err.kind)
+    end)
+
+    it("lists and gets scan agents", function()
+      local client = new()
+      local agents = assert(client:scan_agents())
+      assert.equal(3, #agents)
+      local a = assert(client:scan_agent(AGENT1))
+      assert.equal("896226a67c5e2917e44fb5c0368dc6c83129c5bf", a.machineId)
+      local all = assert(client:scan_agents{ all = true })
+      assert.equal(3, #all)
+    end)
+
+    it("creates, updates and deletes scan definitions", function()
+      local client = new()
+      local def = {
+        scanType = "Network", scanName = "lua-mde test", isActive = true, target = "10.1.1.1",
+        intervalInHours = 8, targetType = "Ip", scannerAgent = { machineId = "896226a67c5e2917e44fb5c0368dc6c83129c5bf" },
+        scanAuthenticationParams = { ["@odata.type"] = "#microsoft.windowsDefenderATP.api.SnmpAuthParams",
+          type = "CommunityString", communityString = "S3cr3t-test-community" },
+      }
+      local created = assert(client:create_scan_definition(def))
+      assert.is_string(created.id)
+      assert.equal("lua-mde test", created.scanName)
+      local updated = assert(client:update_scan_definition(created.id, { scanName = "renamed", intervalInHours = 12 }))
+      assert.equal("renamed", updated.scanName)
+      assert.equal(12, updated.intervalInHours)
+      local req = api_requests("update_definition")[1]
+      assert.equal("PATCH", req.method)
+      assert(client:delete_scan_definitions{ created.id })
+      local del = api_requests("batch_delete")[1]
+      assert.same({ ScanDefinitionIds = { created.id } }, cjson.decode(del.body))
+      local r, err = client:scan_definition(created.id)
+      assert.is_nil(r)
+      assert.equal(404, err.status)
+    end)
+
+    it("checks definitions before sending", function()
+      local client = new()
+      local r, err = client:create_scan_definition{ scanName = "x" }
+      assert.is_nil(r)
+      assert.equal("invalid_argument", err.kind)
+      assert.matches("missing required field", err.message)
+      r, err = client:update_scan_definition("id", {})
+      assert.is_nil(r)
+      assert.equal("invalid_argument", err.kind)
+      r, err = client:delete_scan_definitions({})
+      assert.is_nil(r)
+      assert.equal("invalid_argument", err.kind)
+      assert.equal(0, s:stats().api.total)
+    end)
+
+    it("never retries create, update or delete", function()
+      s:control{ faults = { { route = "create_definition", status = 503, count = 5 },
+                            { route = "batch_delete", status = 503, count = 5 } } }
+      local client = new{ retries = 3 }
+      local r, err = client:create_scan_definition{ scanType = "Network", scanName = "x", isActive = true,
+        target = "10.0.0.1", intervalInHours = 1, targetType = "Ip", scannerAgent = { machineId = "m" },
+        scanAuthenticationParams = { type = "CommunityString" } }
+      assert.is_nil(r)
+      assert.equal(503, err.status)
+      r = client:delete_scan_definitions{ "a" }
+      assert.is_nil(r)
+      assert.equal(1, #api_requests("create_definition"))
+      assert.equal(1, #api_requests("batch_delete"))
+    end)
+  end)
+
+  describe("the older GET form", function()
+    it("stays reachable through client:request", function()
+      local resp = assert(new():request("GET", "/api/DeviceAuthenticatedScanDefinitions/ScanHistoryBySessionId",
+        { query = { sessionId = SEED_SESSION } }))
+      assert.equal(200, resp.status)
+      assert.is_table(resp.body)
+    end)
+  end)
+
+  describe("pages and each", function()
+    local PATH = "/api/DeviceAuthenticatedScanDefinitions/GetScanHistoryByScanDefinitionId"
+
+    it("streams pages, sending the body again for every page", function()
+      s:control{ page_cap = 10 }
+      local client = new{ page_size = 10 }
+      local sizes = {}
+      for page in client:pages("POST", PATH, { body = { ScanDefinitionIds = { SEED_DEF } } }) do
+        sizes[#sizes + 1] = #page
+        assert.is_true(#sizes <= 10)
+      end
+      assert.same({ 10, 10, 10, 10, 1 }, sizes)
+      for _, r in ipairs(api_requests("history_by_definition")) do
+        assert.same({ ScanDefinitionIds = { SEED_DEF } }, cjson.decode(r.body))
+      end
+    end)
+
+    it("yields items one at a time, with ListScannedTargets always a list", function()
+      local n = 0
+      for item in new{ page_size = 16 }:each("POST", PATH, { body = { ScanDefinitionIds = { DEF2 } } }) do
+        n = n + 1
+        assert.is_table(item.ListScannedTargets)
+        assert.is_true(n <= 40)
+      end
+      assert.equal(40, n)
+    end)
+
+    it("stops with an error when nextLink loops", function()
+      s:control{ paging = "loop", page_cap = 5 }
+      local n = 0
+      local ok, err = pcall(function()
+        for _ in new():each("POST", PATH, { body = { ScanDefinitionIds = { SEED_DEF } } }) do
+          n = n + 1
+          assert.is_true(n <= 100)
+        end
+      end)
+      assert.is_false(ok)
+      assert.equal("http", err.kind)
+      assert.equal("PagingLoop", err.code)
+      assert.is_true(n <= 10)
+    end)
+
+    it("refuses a nextLink to another host and never sends it the token", function()
+      s:control{ paging = "foreign", page_cap = 5 }
+      local ok, err = pcall(function()
+        for _ in new():pages("POST", PATH, { body = { ScanDefinitionIds = { SEED_DEF } } }) do end
+      end)
+      assert.is_false(ok)
+      assert.equal("unsafe_redirect", err.kind)
+      local st = s:stats()
+      assert.equal(0, (st.hosts.localhost or { auth = 0 }).auth)
+    end)
+
+    it("follows $top/$skip when $top suppresses nextLink", function()
+      s:control{ paging = "topcut", page_cap = 6 }
+      local n = 0
+      for _ in new{ page_size = 6 }:each("POST", PATH, { body = { ScanDefinitionIds = { SEED_DEF } } }) do
+        n = n + 1
+        assert.is_true(n <= 100)
+      end
+      assert.equal(41, n)
+    end)
+
+    it("raises the error object of a failed page", function()
+      s:control{ page_cap = 5, faults = { { route = "history_by_definition", skip = 2, status = 500, count = 10 } } }
+      local n = 0
+      local ok, err = pcall(function()
+        for _ in new{ retries = 0 }:each("POST", PATH, { body = { ScanDefinitionIds = { SEED_DEF } } }) do
+          n = n + 1
+        end
+      end)
+      assert.is_false(ok)
+      assert.equal(500, err.status)
+      assert.equal(10, n)
+    end)
+
+    it("refuses bad arguments by raising invalid_argument", function()
+      local ok, err = pcall(function() return new():pages("FETCH", PATH) end)
+      assert.is_false(ok)
+      assert.equal("invalid_argument", err.kind)
+    end)
+  end)
+
+  describe("sessions through filters", function()
+    it("walks the sessions of definitions and keeps those that match", function()
+      local client = new{ page_size = 7 }
+      local failed = assert(client:sessions({ SEED_DEF, DEF2 }, { status = "Failed", since = "2024-06-01" }))
+      assert.is_true(#failed > 0)
+      for _, r in ipairs(failed) do
+        assert.equal("Failed", r.ScanStatus)
+        assert.is_true(r.LastScanned >= "2024-06-01")
+      end
+      -- the same, by hand
+      local all = assert(client:scan_history_by_definition({ SEED_DEF, DEF2 }, { all = true }))
+      local want = mde.filter.apply(all, mde.filter{ status = "Failed", since = "2024-06-01" })
+      assert.equal(#want, #failed)
+    end)
+
+    it("rejects bad criteria before sending", function()
+      local r, err = new():sessions(SEED_DEF, { stauts = "Failed" })
+      assert.is_nil(r)
+      assert.equal("invalid_argument", err.kind)
+      assert.matches("stauts", err.message)
+    end)
+  end)
+end)
