@@ -148,7 +148,8 @@ describe("authenticated-scan API", function()
       local client = new()
       local def = {
         scanType = "Network", scanName = "lua-mde test", isActive = true, target = "10.1.1.1",
-        intervalInHours = 8, targetType = "Ip", scannerAgent = { machineId = "896226a67c5e2917e44fb5c0368dc6c83129c5bf" },
+        intervalInHours = 8, targetType = "Ip",
+        scannerAgent = { machineId = "896226a67c5e2917e44fb5c0368dc6c83129c5bf" },
         scanAuthenticationParams = { ["@odata.type"] = "#microsoft.windowsDefenderATP.api.SnmpAuthParams",
           type = "CommunityString", communityString = "S3cr3t-test-community" },
       }

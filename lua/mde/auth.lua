@@ -72,7 +72,7 @@ local function fetch(c, p, pipeline)
   end
   local body = resp.body
   if resp.status ~= 200 then
-    local e = errors.from_response(resp, p.now())
+    local e = pipeline.scrub(p, errors.from_response(resp, p.now()))
     e.kind = "auth"
     e.message = "token request failed: " .. (e.message or "")
     return nil, e

@@ -77,10 +77,11 @@ for k in pairs(CHECKS) do NAMES[#NAMES + 1] = k end
 table.sort(NAMES)
 
 
+-- Inside nginx (any phase: a client made in init_by_lua serves requests later) the
+-- non-blocking transport; a failure to load it is raised, never hidden behind a blocking one.
 local function default_transport()
-  if rawget(_G, "ngx") and ngx.get_phase and ngx.get_phase() ~= "init" then
-    local ok, t = pcall(require, "mde.transport.ngx")
-    if ok then return t end
+  if rawget(_G, "ngx") and type(ngx.get_phase) == "function" and type(ngx.run_worker_thread) == "function" then
+    return require "mde.transport.ngx"
   end
   return require "mde.transport.curl"
 end
@@ -147,12 +148,18 @@ function M.new(opts)
     certificate = cert
   end
 
+  -- the literal secrets of this client: scrubbed from every log event and error message
+  local secrets = {}
+  for _, v in ipairs{ "client_secret", "token" } do
+    if opts[v] then secrets[#secrets + 1] = opts[v] end
+  end
+  if certificate and certificate.passphrase then secrets[#secrets + 1] = certificate.passphrase end
   local logger = opts.logger
   local log
   if logger then
     log = function(event)
       event.time = now()
-      pcall(logger, redact.event(event))
+      pcall(logger, redact.event(event, secrets))
     end
   else
     log = function() end
@@ -178,13 +185,15 @@ function M.new(opts)
     certificate = certificate,
     static_token = opts.token,
     token_provider = opts.token_provider,
-    store = opts.store or storemod.default(now),
+    store = opts.store or (transport_mod.default_store and transport_mod.default_store())
+      or storemod.default(now),
     windows = windows,
     pace_key = "mde:pace:" .. (opts.tenant_id and (opts.tenant_id .. "|" .. (opts.client_id or "")) or where.base_url),
     transport = transport,
     now = now,
     sleep = sleep,
     log = log,
+    secrets = secrets,
   }
   return c
 end

@@ -10,6 +10,7 @@ local errors = require "mde.errors"
 local url = require "mde.url"
 local auth = require "mde.auth"
 local pacing = require "mde.pacing"
+local redact = require "mde.redact"
 
 local M = {}
 
@@ -21,6 +22,18 @@ M.state = STATE
 local REDIRECTS = { [301] = true, [302] = true, [303] = true, [307] = true, [308] = true }
 local MAX_REDIRECTS = 5
 local RETRY_AFTER_MARGIN = 0.05
+
+
+--- Scrub an error built from what a server said: a service that echoes a
+-- credential (a secret, the token just sent) must not make us print it.
+function M.scrub(p, e, token)
+  if e.message then
+    local list = { token }
+    for i = 1, #p.secrets do list[#list + 1] = p.secrets[i] end
+    e.message = redact.event({ m = e.message }, list).m
+  end
+  return e
+end
 
 
 local function retryable_status(status)
@@ -202,7 +215,7 @@ function M.call(c, spec)
       end
       return resp
     else
-      local e = errors.from_response(resp, now())
+      local e = M.scrub(p, errors.from_response(resp, now()), token)
       if status == 401 then
         e.message = (e.message or "") .. (refreshed and " (a freshly fetched token was refused too)"
           or " (the given token was refused)")
