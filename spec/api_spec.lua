@@ -90,6 +90,31 @@ describe("authenticated-scan API", function()
       assert.equal(5, #api_requests("history_by_session"))
     end)
 
+    it("keeps several batches in flight at once, results in order", function()
+      s:control{ delay = 0.4 }
+      local ids = {}
+      for k = 1, 40 do ids[k] = data.synthetic_session_id(500 + k) end
+      local client = new{ batch_size = 5, concurrency = 4 }
+      assert(client:scan_history_by_session(ids[1])) -- the token, outside the timing
+      local t0 = require("mde.core").now()
+      local sessions = assert(client:scan_history_by_session(ids))
+      local elapsed = require("mde.core").now() - t0
+      assert.equal(40, #sessions)
+      for k = 1, 40 do assert.equal(ids[k], sessions[k].SessionIds) end
+      assert.equal(9, #api_requests("history_by_session"))
+      -- 8 batches, 4 at a time: two rounds of 0.4 s, not eight
+      assert.is_true(elapsed < 1.6, ("took %.2f s"):format(elapsed))
+    end)
+
+    it("retries a failed batch of a concurrent call on its own", function()
+      s:control{ faults = { { route = "history_by_session", status = 503, skip = 2, count = 1 } } }
+      local ids = {}
+      for k = 1, 12 do ids[k] = data.synthetic_session_id(900 + k) end
+      local sessions = assert(new{ batch_size = 3, concurrency = 4 }:scan_history_by_session(ids))
+      for k = 1, 12 do assert.equal(ids[k], sessions[k].SessionIds) end
+      assert.equal(5, #api_requests("history_by_session"))
+    end)
+
     it("surfaces MaximumBatchSizeExceeded clearly", function()
       s:control{ max_batch = 3 }
       local ids = {}

@@ -60,12 +60,11 @@ local function fetch(c, p, pipeline)
     form.client_secret = p.client_secret
   end
   local started = p.now()
-  local resp, err = pipeline.perform(c, {
-    method = "POST",
-    url = endpoint,
-    headers = { "Content-Type: application/x-www-form-urlencoded", "Accept: application/json" },
-    body = url.encode(form),
-  }, { safe = true, pace = false, origin = url.origin(c.authority), what = "token request" })
+  local resp, err = pipeline.call(c, {
+    method = "POST", url = endpoint, body = url.encode(form),
+    headers = { "Content-Type: application/x-www-form-urlencoded" },
+    auth = false, pace = false, safe = true, raw = true, what = "token request",
+  })
   form = nil -- luacheck: ignore (drop the secret early)
   if not resp then
     return nil, errors.wrap(err, "token request failed")

@@ -30,6 +30,7 @@ M.DEFAULTS = {
   max_body = 64 * 1024 * 1024,
   page_size = 4096,        -- the API's largest $top
   batch_size = 50,         -- IDs per SessionIds / ScanDefinitionIds request
+  concurrency = 4,         -- requests in flight at once for the batches of one call
   user_agent = "lua-mde/0.1",
   backoff = { base = 0.5, cap = 30 },
 }
@@ -64,6 +65,7 @@ local CHECKS = {
   max_body = { function(v) return whole(v) and v > 0 end, "a positive whole number of bytes" },
   page_size = { function(v) return whole(v) and v >= 1 and v <= 4096 end, "a whole number from 1 to 4096" },
   batch_size = { function(v) return whole(v) and v >= 1 end, "a positive whole number" },
+  concurrency = { function(v) return whole(v) and v >= 1 and v <= 64 end, "a whole number from 1 to 64" },
   logger = { function(v) return type(v) == "function" end, "a function(event)" },
   backoff = { function(v) return type(v) == "table" and positive(v.base) and positive(v.cap) end,
               "a table { base = seconds, cap = seconds }" },
@@ -112,7 +114,7 @@ function M.new(opts)
   local o = {}
   for k, v in pairs(M.DEFAULTS) do o[k] = v end
   for _, k in ipairs{ "timeout", "connect_timeout", "deadline", "retries", "max_body", "page_size",
-                      "batch_size", "user_agent", "backoff", "ca_file", "proxy" } do
+                      "batch_size", "concurrency", "user_agent", "backoff", "ca_file", "proxy" } do
     if opts[k] ~= nil then o[k] = opts[k] end
   end
   o.insecure = opts.insecure == true
@@ -383,7 +385,7 @@ end
 
 
 -- An iterator of pages over a prepared request; page_size false = follow nextLinks only.
-local function page_iterator(c, r, page_size)
+local function page_iterator(c, r, page_size, first)
   local fetch = function(u)
     return pipeline.call(c, { method = r.method, url = u, body = r.body, headers = r.headers,
       safe = r.safe, deadline = r.deadline, expect = "json" })
@@ -392,6 +394,7 @@ local function page_iterator(c, r, page_size)
     page_size = page_size,
     origin = url.origin(c.base_url),
     normalise = r.endpoint and r.endpoint.history and normalise_history or nil,
+    first = first,
   })
 end
 
@@ -425,8 +428,22 @@ end
 
 -- Named calls ----------------------------------------------------------------
 
--- Run the listing of one endpoint for one body, collecting items according to opts.
-local function collect(c, e, body, opts, out)
+-- The lists of at most `size` IDs that one call sends.
+local function batches(list, size)
+  local out = {}
+  for b = 1, ceil(#list / size) do
+    local batch = {}
+    for i = (b - 1) * size + 1, math.min(b * size, #list) do batch[#batch + 1] = list[i] end
+    out[b] = batch
+  end
+  return out
+end
+
+
+-- How a listing is fetched: the request, and the page size: n pages with $top/$skip
+-- (all = true), false follows nextLinks only (the by-session call, whose answer the IDs
+-- bound), nil takes one page as the API gives it.
+local function plan(c, e, body, opts)
   local query = {}
   if opts.query then for k, v in pairs(opts.query) do query[k] = v end end
   if opts.top then query["$top"] = opts.top end
@@ -435,27 +452,39 @@ local function collect(c, e, body, opts, out)
     method = e.method, url = c.base_url .. e.path, query = query, headers = {},
     body = body, safe = e.safe, endpoint = e,
   }
-  -- all = true pages with $top; the by-session call follows nextLinks of its bounded answer;
-  -- otherwise one page, as the API gives it
   local page_size
   if opts.all then
     page_size = c.options.page_size
   elseif e.body_key == "SessionIds" and not (opts.top or opts.skip) then
     page_size = false
-  else
-    local resp, err = pipeline.call(c, { method = r.method, url = url.with_query(r.url, query),
-      body = body, headers = r.headers, safe = r.safe, expect = "json" })
+  end
+  return r, page_size
+end
+
+
+-- The call that fetches the first page of a plan.
+local function first_call(r, page_size)
+  return { method = r.method, url = paging.first_url(r.url, r.query, page_size), body = r.body,
+           headers = r.headers, safe = r.safe, expect = "json" }
+end
+
+
+-- Append the items of a planned listing to `out`; `first` is its first response when fetched ahead.
+local function collect(c, r, page_size, out, first)
+  if page_size == nil then
+    local resp, err = first, nil
+    if not resp then resp, err = pipeline.call(c, first_call(r, nil)) end
     if not resp then return nil, err end
     local items = paging.items(resp.body)
     if not items then
       return nil, errors.new{ kind = "decode", status = resp.status, message = "expected a listing from " .. r.url }
     end
-    if e.history then normalise_history(items) end
+    if r.endpoint.history then normalise_history(items) end
     for i = 1, #items do out[#out + 1] = items[i] end
     return out
   end
   local ok, err = pcall(function()
-    for items in page_iterator(c, r, page_size) do
+    for items in page_iterator(c, r, page_size, first) do
       for i = 1, #items do out[#out + 1] = items[i] end
     end
   end)
@@ -467,19 +496,31 @@ local function collect(c, e, body, opts, out)
 end
 
 
+-- A call that takes IDs: ceil(N / batch_size) requests, the first page of each batch
+-- fetched `concurrency` at a time, results joined in the order of the IDs.
 local function by_ids(c, name, ids, opts, what)
   local e = scans.endpoints[name]
   local list, err = check_ids(ids, what)
   if not list then return nil, err end
   opts, err = check_list_opts(opts, what)
   if not opts then return nil, err end
-  local size = opts.batch_size or c.options.batch_size
+  local parts = batches(list, opts.batch_size or c.options.batch_size)
+  local plans, sizes, firsts = {}, {}, {}
+  for b = 1, #parts do
+    plans[b], sizes[b] = plan(c, e, cjson.encode{ [e.body_key] = parts[b] }, opts)
+  end
+  if #parts > 1 and c.options.concurrency > 1 then
+    local calls = {}
+    for b = 1, #parts do calls[b] = first_call(plans[b], sizes[b]) end
+    local results = pipeline.call_all(c, calls, c.options.concurrency)
+    for b = 1, #parts do
+      if results[b].err then return nil, results[b].err end
+      firsts[b] = results[b].resp
+    end
+  end
   local out = {}
-  for b = 1, ceil(#list / size) do
-    local batch = {}
-    for i = (b - 1) * size + 1, math.min(b * size, #list) do batch[#batch + 1] = list[i] end
-    local body = cjson.encode{ [e.body_key] = batch }
-    local _, cerr = collect(c, e, body, opts, out)
+  for b = 1, #parts do
+    local _, cerr = collect(c, plans[b], sizes[b], out, firsts[b])
     if cerr then return nil, cerr end
   end
   return out
@@ -524,8 +565,8 @@ function Client:each_session(definition_ids, criteria)
   keep, err = as_filter(criteria, what)
   if not keep then error(err, 2) end
   local e = scans.endpoints.history_by_definition
-  local size = self.options.batch_size
-  local batch_no, nbatches = 0, ceil(#list / size)
+  local parts = batches(list, self.options.batch_size)
+  local batch_no, nbatches = 0, #parts
   local next_page, page, i
   return function()
     while true do
@@ -543,12 +584,7 @@ function Client:each_session(definition_ids, criteria)
       else
         batch_no = batch_no + 1
         if batch_no > nbatches then return nil end
-        local batch = {}
-        for k = (batch_no - 1) * size + 1, math.min(batch_no * size, #list) do batch[#batch + 1] = list[k] end
-        next_page = page_iterator(self, {
-          method = e.method, url = self.base_url .. e.path, query = {}, headers = {},
-          body = cjson.encode{ [e.body_key] = batch }, safe = true, endpoint = e,
-        }, self.options.page_size)
+        next_page = page_iterator(self, plan(self, e, cjson.encode{ [e.body_key] = parts[batch_no] }, { all = true }))
       end
     end
   end
@@ -574,7 +610,8 @@ local function listing(c, name, opts, what)
   opts, err = check_list_opts(opts, what)
   if not opts then return nil, err end
   if opts.batch_size then return errors.invalid("%s: 'batch_size' applies to calls that take IDs", what) end
-  return collect(c, scans.endpoints[name], nil, opts, {})
+  local r, page_size = plan(c, scans.endpoints[name], nil, opts)
+  return collect(c, r, page_size, {})
 end
 
 
@@ -649,11 +686,8 @@ function Client:delete_scan_definitions(ids)
   local list, err = check_ids(ids, "delete_scan_definitions")
   if not list then return nil, err end
   local e = scans.endpoints.delete_definitions
-  local size = self.options.batch_size
   local answer = true
-  for b = 1, ceil(#list / size) do
-    local batch = {}
-    for i = (b - 1) * size + 1, math.min(b * size, #list) do batch[#batch + 1] = list[i] end
+  for _, batch in ipairs(batches(list, self.options.batch_size)) do
     local resp
     resp, err = pipeline.call(self, { method = e.method, url = self.base_url .. e.path,
       body = cjson.encode{ [e.body_key] = batch }, headers = {}, safe = false, expect = "any" })

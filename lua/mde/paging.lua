@@ -34,18 +34,30 @@ end
 -- @param fetch function(url) -> response | nil, err (one API call: token, pacing, retries)
 -- @param base the URL of the listing, without query
 -- @param query the caller's query table (may hold $top and $skip)
--- @param o { page_size = n or false (only follow nextLinks), origin = API origin, normalise = fn(items) }
+-- @param o { page_size = n or false (only follow nextLinks), origin = API origin, normalise = fn(items),
+--   first = the response of the first page, when it was fetched ahead }
 -- @return iterator yielding (items, response)
-function M.iterate(fetch, base, query, o)
+-- The query of the first page: the caller's, with $top = page_size unless it has one.
+local function first_query(query, page_size)
   query = copy(query)
+  if not tonumber(query["$top"]) and page_size then query["$top"] = page_size end
+  return query
+end
+
+
+--- The URL of the first page `iterate` fetches (to fetch it ahead, e.g. several at once).
+function M.first_url(base, query, page_size)
+  return url.with_query(base, first_query(query, page_size))
+end
+
+
+function M.iterate(fetch, base, query, o)
+  query = first_query(query, o.page_size)
   local top = tonumber(query["$top"])
-  if not top and o.page_size then
-    top = o.page_size
-    query["$top"] = top
-  end
   local skip = tonumber(query["$skip"]) or 0
   local next_url = url.with_query(base, query)
   local fetched, pages, done = {}, 0, false
+  local first = o.first -- a first page already fetched
 
   local function fail(e)
     done = true
@@ -55,7 +67,9 @@ function M.iterate(fetch, base, query, o)
   return function()
     if done then return nil end
     fetched[next_url] = true
-    local resp, err = fetch(next_url)
+    local resp, err = first, nil
+    first = nil
+    if not resp then resp, err = fetch(next_url) end
     if not resp then return fail(err) end
     pages = pages + 1
     local items = M.items(resp.body)

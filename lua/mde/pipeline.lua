@@ -1,9 +1,12 @@
---- The one road every request travels, whatever the transport:
+--- The one road every request travels, whatever the transport and however many
+-- requests are in flight:
 --   token (mde.auth) -> pacing (mde.pacing) -> transport -> status and body
 --   -> retry with backoff and Retry-After -> error object (mde.errors).
--- Transports only move bytes; all policy lives here.
+-- Transports only move bytes; all policy lives here, as a small state machine
+-- (`prepare` the next attempt, `judge` its outcome) driven one request at a
+-- time by `call`, or several at once by `call_all`.
 
-local type, tostring = type, tostring
+local type, tostring, setmetatable = type, tostring, setmetatable
 local min, max, random = math.min, math.max, math.random
 
 local errors = require "mde.errors"
@@ -47,185 +50,270 @@ local function backoff(o, n)
 end
 
 
---- Send one request with pacing, retries and the deadline; no auth, no status policy
--- beyond what retries need. Returns the final response (any status) or nil, err.
--- @param c client; @param req transport request (method, url, headers, body, bearer)
--- @param policy { safe = bool, pace = bool, origin = "scheme://host:port", deadline = abs time, what = text }
-function M.perform(c, req, policy)
-  local p = STATE[c]
-  local o = c.options
-  local now = p.now
-  local deadline = policy.deadline or (now() + o.deadline)
-  local retries = policy.safe and o.retries or 0
-  local attempt = 0
-  local what = policy.what or "request"
-
-  req.timeout = o.timeout
-  req.connect_timeout = o.connect_timeout
-  req.ca_file, req.insecure = o.ca_file, o.insecure
-  req.proxy, req.user_agent, req.max_body = o.proxy, o.user_agent, o.max_body
-
-  while true do
-    attempt = attempt + 1
-    local t = now()
-    if t >= deadline then
-      return nil, errors.new{ kind = "timeout", message = what .. ": deadline passed before the request could leave" }
-    end
-
-    if policy.pace and p.windows then
-      local wait, needed = pacing.reserve(p.store, p.pace_key, p.windows, t, deadline - t)
-      if not wait then
-        return nil, errors.new{ kind = "throttled", retry_after = needed,
-          message = ("%s: the client-side rate limit needs a %.1f s wait, past the call's deadline"):format(
-            what, needed) }
-      end
-      if wait > 0 then
-        p.log{ type = "throttle", reason = "pacing", wait = wait, method = req.method, url = req.url }
-        p.sleep(wait)
-      end
-    end
-
-    if o.insecure then
-      p.log{ type = "warning", message = "TLS verification is off (insecure = true)", url = req.url }
-    end
-    p.log{ type = "request", method = req.method, url = req.url, attempt = attempt }
-    -- no attempt may outlive the deadline
-    local left = deadline - now()
-    req.timeout = min(o.timeout, max(left, 0.001))
-    local started = now()
-    local resp, facts = p.transport:send(req)
-    local elapsed = now() - started
-
-    local retry_reason, wait, err
-    if resp then
-      local rid = resp.headers and (resp.headers["request-id"] or resp.headers["x-ms-request-id"])
-      p.log{ type = "response", method = req.method, url = req.url, status = resp.status,
-             elapsed = elapsed, attempt = attempt, request_id = rid }
-      local status = resp.status
-      if not retryable_status(status) then
-        return resp
-      end
-      err = errors.from_response(resp, now())
-      if status == 429 then
-        local ra = err.retry_after
-        if ra and p.windows then
-          pacing.block(p.store, p.pace_key, now() + ra + RETRY_AFTER_MARGIN, now())
-        end
-        wait = ra and (ra + RETRY_AFTER_MARGIN) or max(1, backoff(o, attempt + 1))
-      else
-        wait = err.retry_after or backoff(o, attempt)
-      end
-      retry_reason = tostring(status)
-      if attempt > retries then return resp end
-    else
-      err = errors.from_facts(facts, what)
-      if facts.kind ~= "timeout" and facts.kind ~= "network" then
-        return nil, err
-      end
-      if attempt > retries then return nil, err end
-      retry_reason = facts.kind
-      wait = backoff(o, attempt)
-    end
-
-    if now() + wait >= deadline then
-      -- a retry would pass the deadline: report what we have
-      if resp then return resp end
-      return nil, err
-    end
-    p.log{ type = "retry", attempt = attempt, reason = retry_reason, wait = wait,
-           method = req.method, url = req.url, status = resp and resp.status or nil }
-    p.sleep(wait)
-  end
-end
-
-
 local function is_json_type(ct)
   ct = ct and ct:lower() or ""
-  return ct:find("^application/json") or ct:find("^[%w.-]+/[%w.-]+%+json") ~= nil
+  return ct:find("^application/json") ~= nil or ct:find("^[%w.-]+/[%w.-]+%+json") ~= nil
 end
 
 
---- One API call with the whole policy.
--- @param spec { method, url (absolute), body (string), headers (list), safe, expect ("json"|"any") }
--- @return the response { status, headers, body } or nil, err
-function M.call(c, spec)
+--- A request on its way.
+-- spec = { method, url (absolute), body (string), headers (list), safe (may retry),
+--   expect = "json" | "any" (what a 2xx must carry), deadline (seconds from now),
+--   auth = false (no bearer token: the token request), pace = false (no pacing),
+--   raw = true (hand back the final response whatever its status), what = text for messages }
+-- Returns the state, or nil and an error.
+local function start(c, spec)
   local p = STATE[c]
-  local now = p.now
-  local deadline = now() + (spec.deadline or c.options.deadline)
-  local api_origin = url.origin(c.base_url)
-  local target = spec.url
-  if url.origin(target) ~= api_origin then
+  local origin = url.origin(spec.auth == false and c.authority or c.base_url)
+  if url.origin(spec.url) ~= origin then
     return nil, errors.new{ kind = "unsafe_redirect",
-      message = ("refusing to send the token to %s: the client's API host is %s"):format(
-        tostring(url.origin(target) or target), api_origin) }
+      message = ("refusing to send a request for %s to %s"):format(origin, tostring(url.origin(spec.url) or spec.url)) }
   end
-
-  local method, body = spec.method, spec.body
   local headers = { "Accept: application/json" }
-  if body then headers[#headers + 1] = "Content-Type: application/json" end
+  if spec.body and spec.auth ~= false then headers[2] = "Content-Type: application/json" end
   if spec.headers then
     for i = 1, #spec.headers do headers[#headers + 1] = spec.headers[i] end
   end
+  return {
+    c = c, p = p, spec = spec, origin = origin,
+    method = spec.method, target = spec.url, body = spec.body, headers = headers,
+    deadline = p.now() + (spec.deadline or c.options.deadline),
+    retries = spec.safe and c.options.retries or 0,
+    attempt = 0, refreshed = false, redirects = 0,
+    what = spec.what or spec.method,
+  }
+end
 
-  local refreshed, redirects = false, 0
-  while true do
-    local token, terr = auth.token(c, p)
-    if not token then return nil, terr end
-    local resp, err = M.perform(c, {
-      method = method, url = target, headers = headers, body = body, bearer = token,
-    }, { safe = spec.safe, pace = true, deadline = deadline, what = method .. " " .. target })
-    if not resp then return nil, err end
 
-    local status = resp.status
-    if status == 401 and not refreshed and auth.invalidate(c, p, token) then
-      refreshed = true
-      p.log{ type = "token", action = "refresh", reason = "401 from the API" }
-    elseif REDIRECTS[status] then
-      local loc = url.resolve(target, resp.headers and resp.headers.location)
-      if not loc then
-        return nil, errors.new{ kind = "http", status = status, message = "redirect without a usable Location" }
-      end
-      if url.origin(loc) ~= api_origin then
-        return nil, errors.new{ kind = "unsafe_redirect", status = status,
-          message = ("the API redirected to %s, which is not the configured API host %s; not followed"):format(
-            tostring(url.origin(loc) or "an invalid URL"), api_origin) }
-      end
-      redirects = redirects + 1
-      if redirects > MAX_REDIRECTS then
-        return nil, errors.new{ kind = "http", status = status, message = "too many redirects" }
-      end
-      if status == 303 or ((status == 301 or status == 302) and method ~= "GET") then
-        method, body = "GET", nil
-      end
-      target = loc
-    elseif status >= 200 and status < 300 then
-      if resp.decode_error then
-        return nil, errors.new{ kind = "decode", status = status,
-          message = "the API's JSON could not be decoded: " .. resp.decode_error,
-          request_id = resp.headers["request-id"] }
-      end
-      if spec.expect == "json" and type(resp.body) ~= "table" then
-        local ct = resp.headers["content-type"]
-        local why = (resp.body == nil or resp.body == "") and "an empty body"
-          or (is_json_type(ct) and "JSON that is not an object or list")
-          or ("a body of type " .. tostring(ct or "(none)"))
-        return nil, errors.new{ kind = "decode", status = status,
-          message = "expected a JSON object from the API, got " .. why,
-          request_id = resp.headers["request-id"] }
-      end
-      return resp
+--- Get the next attempt ready: deadline, token, pacing.
+-- Returns the transport request and the pacing wait before it may leave, or nil and an error.
+local function prepare(st)
+  local c, p, o = st.c, st.p, st.c.options
+  local now = p.now
+  local t = now()
+  if t >= st.deadline then
+    return nil, errors.new{ kind = "timeout", message = st.what .. ": the call's deadline passed" }
+  end
+  local token
+  if st.spec.auth ~= false then
+    local err
+    token, err = auth.token(c, p)
+    if not token then return nil, err end
+    st.token = token
+  end
+  local wait = 0
+  if st.spec.pace ~= false and p.windows then
+    local needed
+    wait, needed = pacing.reserve(p.store, p.pace_key, p.windows, t, st.deadline - t)
+    if not wait then
+      return nil, errors.new{ kind = "throttled", retry_after = needed,
+        message = ("%s: the client-side rate limit needs a %.1f s wait, past the call's deadline"):format(
+          st.what, needed) }
+    end
+    if wait > 0 then p.log{ type = "throttle", reason = "pacing", wait = wait, method = st.method, url = st.target } end
+  end
+  st.attempt = st.attempt + 1
+  if o.insecure then
+    p.log{ type = "warning", message = "TLS verification is off (insecure = true)", url = st.target }
+  end
+  p.log{ type = "request", method = st.method, url = st.target, attempt = st.attempt }
+  return {
+    method = st.method, url = st.target, headers = st.headers, body = st.body, bearer = token,
+    -- no attempt may outlive the deadline
+    timeout = min(o.timeout, max(st.deadline - t - wait, 0.001)),
+    connect_timeout = o.connect_timeout, ca_file = o.ca_file, insecure = o.insecure,
+    proxy = o.proxy, user_agent = o.user_agent, max_body = o.max_body,
+  }, wait
+end
+
+
+-- A retry after `wait` seconds, if the budget of retries and the deadline allow it.
+local function retry(st, wait, reason, status)
+  if st.retries <= 0 or st.p.now() + wait >= st.deadline then return nil end
+  st.retries = st.retries - 1
+  st.p.log{ type = "retry", attempt = st.attempt, reason = reason, wait = wait,
+            method = st.method, url = st.target, status = status }
+  return "again", wait
+end
+
+
+--- Judge the outcome of an attempt.
+-- Returns "again", wait (seconds before the next attempt) or "done", resp | nil, err.
+local function judge(st, resp, facts, elapsed)
+  local c, p, o = st.c, st.p, st.c.options
+  local now = p.now
+
+  if not resp then
+    local err = errors.from_facts(facts, st.what)
+    if facts.kind == "timeout" or facts.kind == "network" then
+      local again, wait = retry(st, backoff(o, st.attempt), facts.kind)
+      if again then return again, wait end
+    end
+    return "done", nil, err
+  end
+
+  local status, headers = resp.status, resp.headers or {}
+  p.log{ type = "response", method = st.method, url = st.target, status = status, elapsed = elapsed,
+         attempt = st.attempt, request_id = headers["request-id"] or headers["x-ms-request-id"] }
+
+  if retryable_status(status) then
+    local e = errors.from_response(resp, now())
+    local wait
+    if status == 429 then
+      local ra = e.retry_after
+      if ra and p.windows then pacing.block(p.store, p.pace_key, now() + ra + RETRY_AFTER_MARGIN, now()) end
+      wait = ra and (ra + RETRY_AFTER_MARGIN) or max(1, backoff(o, st.attempt + 1))
     else
-      local e = M.scrub(p, errors.from_response(resp, now()), token)
-      if status == 401 then
-        e.message = (e.message or "") .. (refreshed and " (a freshly fetched token was refused too)"
-          or " (the given token was refused)")
-      elseif status == 403 then
-        e.message = ("%s (token scope: %s; reading scans needs the application permission Machine.Read.All, "
-          .. "changing them Machine.ReadWrite.All)"):format(e.message or "Forbidden", c.scope)
-      end
-      return nil, e
+      wait = e.retry_after or backoff(o, st.attempt)
+    end
+    local again
+    again, wait = retry(st, wait, tostring(status), status)
+    if again then return again, wait end
+  end
+
+  if st.spec.raw then return "done", resp end
+
+  if status == 401 and st.spec.auth ~= false and not st.refreshed and auth.invalidate(c, p, st.token) then
+    st.refreshed = true
+    p.log{ type = "token", action = "refresh", reason = "401 from the API" }
+    return "again", 0
+  end
+
+  if REDIRECTS[status] then
+    local loc = url.resolve(st.target, headers.location)
+    if not loc then
+      return "done", nil, errors.new{ kind = "http", status = status, message = "redirect without a usable Location" }
+    end
+    if url.origin(loc) ~= st.origin then
+      return "done", nil, errors.new{ kind = "unsafe_redirect", status = status,
+        message = ("the API redirected to %s, which is not the configured API host %s; not followed"):format(
+          tostring(url.origin(loc) or "an invalid URL"), st.origin) }
+    end
+    st.redirects = st.redirects + 1
+    if st.redirects > MAX_REDIRECTS then
+      return "done", nil, errors.new{ kind = "http", status = status, message = "too many redirects" }
+    end
+    if status == 303 or ((status == 301 or status == 302) and st.method ~= "GET") then
+      st.method, st.body = "GET", nil
+    end
+    st.target = loc
+    return "again", 0
+  end
+
+  if status >= 200 and status < 300 then
+    local rid = headers["request-id"]
+    if resp.decode_error then
+      return "done", nil, errors.new{ kind = "decode", status = status, request_id = rid,
+        message = "the API's JSON could not be decoded: " .. resp.decode_error }
+    end
+    if st.spec.expect == "json" and type(resp.body) ~= "table" then
+      local ct = headers["content-type"]
+      local why = (resp.body == nil or resp.body == "") and "an empty body"
+        or (is_json_type(ct) and "JSON that is not an object or list")
+        or ("a body of type " .. tostring(ct or "(none)"))
+      return "done", nil, errors.new{ kind = "decode", status = status, request_id = rid,
+        message = "expected a JSON object from the API, got " .. why }
+    end
+    return "done", resp
+  end
+
+  local e = M.scrub(p, errors.from_response(resp, now()), st.token)
+  if status == 401 then
+    e.message = (e.message or "") .. (st.refreshed and " (a freshly fetched token was refused too)"
+      or " (the given token was refused)")
+  elseif status == 403 then
+    e.message = ("%s (token scope: %s; reading scans needs the application permission Machine.Read.All, "
+      .. "changing them Machine.ReadWrite.All)"):format(e.message or "Forbidden", c.scope)
+  end
+  return "done", nil, e
+end
+
+
+--- One call with the whole policy. Returns the response { status, headers, body } or nil, err.
+function M.call(c, spec)
+  local st, err = start(c, spec)
+  if not st then return nil, err end
+  local p = st.p
+  while true do
+    local req, wait = prepare(st)
+    if not req then return nil, wait end
+    if wait > 0 then p.sleep(wait) end
+    local t0 = p.now()
+    local resp, facts = p.transport:send(req)
+    local verdict, a, b = judge(st, resp, facts, p.now() - t0)
+    if verdict == "done" then return a, b end
+    if a > 0 then p.sleep(a) end
+  end
+end
+
+
+--- Several calls, up to `width` in flight at once on one thread (when the transport
+-- can: libcurl's multi interface), each with the whole policy of `call`.
+-- Returns a list of { resp = ..., err = ... } in the order of `specs`.
+function M.call_all(c, specs, width)
+  local p = STATE[c]
+  local results, queue = {}, {}
+  for i = 1, #specs do
+    local st, err = start(c, specs[i])
+    if st then
+      st.index, st.ready = i, 0
+      queue[#queue + 1] = st
+    else
+      results[i] = { err = err }
     end
   end
+  if not p.transport.send_all then width = 1 end
+
+  while #queue > 0 do
+    -- the next wave: up to `width` requests whose retry wait is over, in order
+    local now = p.now()
+    local wave, rest, soonest = {}, {}, nil
+    for _, st in ipairs(queue) do
+      if #wave < width and st.ready <= now then
+        wave[#wave + 1] = st
+      else
+        rest[#rest + 1] = st
+        if not soonest or st.ready < soonest then soonest = st.ready end
+      end
+    end
+    queue = rest
+    if #wave == 0 then
+      p.sleep(soonest - now)
+    else
+      local reqs, sts, longest = {}, {}, 0
+      for _, st in ipairs(wave) do
+        local req, wait = prepare(st)
+        if req then
+          reqs[#reqs + 1], sts[#sts + 1] = req, st
+          if wait > longest then longest = wait end
+        else
+          results[st.index] = { err = wait }
+        end
+      end
+      -- departures never decrease: once the last reserved one may leave, all may
+      if longest > 0 then p.sleep(longest) end
+      local t0 = p.now()
+      local outs
+      if #reqs == 1 then
+        local resp, facts = p.transport:send(reqs[1])
+        outs = { { resp = resp, facts = facts } }
+      elseif #reqs > 1 then
+        outs = p.transport:send_all(reqs)
+      end
+      local elapsed = p.now() - t0
+      for k, st in ipairs(sts) do
+        local verdict, a, b = judge(st, outs[k].resp, outs[k].facts, elapsed)
+        if verdict == "done" then
+          results[st.index] = { resp = a, err = b }
+        else
+          st.ready = p.now() + a
+          queue[#queue + 1] = st
+        end
+      end
+      table.sort(queue, function(x, y) return x.index < y.index end)
+    end
+  end
+  return results
 end
 
 
