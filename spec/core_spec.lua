@@ -1,0 +1,556 @@
+-- The C core mde.core: handle life cycle, request checking, perform against the local HTTPS
+-- server (real nginx, real TLS), JSON decoding with integers, transport failures as facts,
+-- perform_all, and the libcrypto helpers. Run: lua5.4 /usr/bin/busted spec/core_spec.lua
+local core = require "mde.core"
+local server = require "spec.helpers.server"
+local certs = require "spec.helpers.certs"
+
+local HAS_INTEGERS = math.type ~= nil
+local AGENTS = "/api/DeviceAuthenticatedScanAgents"
+local HISTORY = "/api/DeviceAuthenticatedScanDefinitions/GetScanHistoryBySessionId"
+
+
+--- Calls fn(...) and expects it to raise an error containing `text` (plain).
+local function raises(text, fn, ...)
+  local ok, err = pcall(fn, ...)
+  assert.is_false(ok, "expected an error containing: " .. text)
+  err = tostring(err)
+  assert.truthy(err:find(text, 1, true), "error was: " .. err)
+  return err
+end
+
+
+local function read(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+
+-- runs cmd without a sanitizer runtime preloaded into this process (.ci/sanitize.sh)
+local function shell(cmd)
+  local p = assert(io.popen(certs.CLEAN_ENV .. "sh -c " .. certs.sh_quote(cmd)))
+  local out = p:read("*a")
+  p:close()
+  return (out:gsub("%s+$", ""))
+end
+
+
+describe("mde.core", function()
+  it("has a version, libcurl's version and the JSON null", function()
+    assert.equal("0.1.0", core._VERSION)
+    assert.truthy(core.curl_version:find("^libcurl/"))
+    assert.equal(require("cjson").null, core.null)
+  end)
+
+  describe("handle", function()
+    it("prints its state and nothing else", function()
+      local h = core.new()
+      assert.equal("mde.Handle (open)", tostring(h))
+      h:close()
+      assert.equal("mde.Handle (closed)", tostring(h))
+    end)
+
+    it("closes idempotently, then refuses to perform", function()
+      local h = core.new()
+      h:close()
+      h:close()
+      raises("attempt to use a closed mde.Handle", h.perform, h, { url = "https://127.0.0.1/" })
+    end)
+
+    it("is collected whether closed or not", function()
+      local weak = setmetatable({}, { __mode = "v" })
+      weak[1], weak[2] = core.new(), core.new()
+      weak[2]:close()
+      collectgarbage()
+      collectgarbage()
+      assert.is_nil(weak[1])
+      assert.is_nil(weak[2])
+    end)
+
+    if _VERSION == "Lua 5.4" then
+      it("closes as a to-be-closed variable", function()
+        local f = assert(load([[
+          local core = ...
+          local keep
+          do
+            local h <close> = core.new()
+            keep = h
+          end
+          return tostring(keep)
+        ]]))
+        assert.equal("mde.Handle (closed)", f(core))
+      end)
+    end
+
+    it("raises on methods called on something else", function()
+      local h = core.new()
+      raises("mde.Handle expected", h.perform, {}, { url = "x" })
+      h:close()
+    end)
+  end)
+
+  describe("request checking (misuse raises, nothing is sent)", function()
+    local h
+    before_each(function() h = core.new() end)
+    after_each(function() h:close() end)
+
+    local function bad(req, text)
+      return raises(text, h.perform, h, req)
+    end
+
+    it("needs a table with a url", function()
+      raises("table expected, got string", h.perform, h, "https://127.0.0.1/")
+      bad({}, "field 'url' is required")
+      bad({ url = "" }, "field 'url': must not be empty")
+      bad({ url = "https://127.0.0.1/\0x" }, "field 'url': must not contain NUL")
+    end)
+
+    it("names an unknown field", function()
+      bad({ url = "https://127.0.0.1/", timout = 5 }, "unknown field 'timout'")
+      bad({ url = "https://127.0.0.1/", [1] = "x" }, "field names must be strings, got number")
+    end)
+
+    it("takes only the known methods", function()
+      bad({ url = "https://127.0.0.1/", method = "get" }, "field 'method': invalid method 'get'")
+      bad({ url = "https://127.0.0.1/", method = "HEAD" }, "invalid method 'HEAD'")
+      bad({ url = "https://127.0.0.1/", method = "GET", body = "x" }, "field 'body': not allowed with GET")
+    end)
+
+    it("checks types and ranges", function()
+      local u = "https://127.0.0.1/"
+      bad({ url = u, timeout = "5" }, "field 'timeout': number expected, got string")
+      bad({ url = u, timeout = 0 }, "field 'timeout': must be a positive number of seconds")
+      bad({ url = u, connect_timeout = -1 }, "field 'connect_timeout': must be a positive")
+      bad({ url = u, timeout = 0 / 0 }, "field 'timeout': must be a positive")
+      bad({ url = u, timeout = math.huge }, "field 'timeout': must be a positive")
+      bad({ url = u, insecure = 1 }, "field 'insecure': boolean expected, got number")
+      bad({ url = u, decode = "no" }, "field 'decode': boolean expected, got string")
+      bad({ url = u, max_body = -1 }, "field 'max_body'")
+      bad({ url = u, max_body = 1.5 }, "field 'max_body': must be a whole number")
+      bad({ url = u, body = {} }, "field 'body': string expected, got table")
+      bad({ url = u, headers = "X-A: b" }, "field 'headers': table expected, got string")
+      bad({ url = u, headers = { "X-A: b", 5 } }, "field 'headers': item 2: string expected, got number")
+      bad({ url = u, ca_file = false }, "field 'ca_file': string expected, got boolean")
+    end)
+
+    it("refuses header injection", function()
+      local u = "https://127.0.0.1/"
+      bad({ url = u, headers = { "X-A: b\r\nX-Evil: 1" } }, "without CR, LF or NUL")
+      bad({ url = u, headers = { "" } }, "item 1 must be a non-empty line")
+      bad({ url = u, user_agent = "ua\r\nX-Evil: 1" }, "field 'user_agent': must not contain CR or LF")
+    end)
+
+    it("never echoes the bearer token", function()
+      local u = "https://127.0.0.1/"
+      local err = bad({ url = u, bearer = "SECRET-TOKEN\r\nX-Evil: 1" }, "field 'bearer'")
+      assert.is_nil(err:find("SECRET", 1, true))
+      bad({ url = u, bearer = "" }, "field 'bearer': must not be empty")
+    end)
+
+    it("leaves the handle usable after a misuse", function()
+      bad({ url = "https://127.0.0.1/", nope = true }, "unknown field 'nope'")
+      assert.equal("mde.Handle (open)", tostring(h))
+    end)
+  end)
+
+  describe("decode", function()
+    it("decodes JSON with integers where the number is whole", function()
+      local v = core.decode('{"n":3,"f":3.5,"neg":-4,"z":0,"e":1e3,"big":1e300,"a":[1,2.25,[3]]}')
+      assert.equal(3, v.n)
+      assert.equal(3.5, v.f)
+      assert.equal(1e300, v.big)
+      assert.equal(1000, v.e)
+      assert.equal(3, v.a[3][1])
+      if HAS_INTEGERS then
+        assert.equal("integer", math.type(v.n))
+        assert.equal("integer", math.type(v.neg))
+        assert.equal("integer", math.type(v.z))
+        assert.equal("integer", math.type(v.e))
+        assert.equal("integer", math.type(v.a[1]))
+        assert.equal("integer", math.type(v.a[3][1]))
+        assert.equal("float", math.type(v.f))
+        assert.equal("float", math.type(v.a[2]))
+        assert.equal("float", math.type(v.big))       -- beyond the integer range
+        assert.equal("integer", math.type(core.decode("7")))
+        assert.equal("integer", math.type(core.decode("-9223372036854775808")))
+        assert.equal("float", math.type(core.decode("9223372036854775808")))
+      end
+    end)
+
+    it("keeps JSON null as core.null in objects and arrays", function()
+      local v = core.decode('{"a":null,"b":[null,1,null]}')
+      assert.equal(core.null, v.a)
+      assert.equal(3, #v.b)
+      assert.equal(core.null, v.b[1])
+      assert.equal(core.null, v.b[3])
+      assert.equal(core.null, core.decode("null"))
+    end)
+
+    it("returns nil and a message for invalid JSON", function()
+      local v, err = core.decode('{"a":1,}')
+      assert.is_nil(v)
+      assert.equal("string", type(err))
+      assert.is_nil((core.decode("")))
+      assert.is_nil((core.decode("NaN")))                -- strict numbers
+      assert.is_nil((core.decode("[0x10]")))
+    end)
+
+    it("bounds nesting", function()
+      local ok_depth = string.rep("[", 900) .. string.rep("]", 900)
+      assert.equal("table", type(core.decode(ok_depth)))
+      local v, err = core.decode(string.rep("[", 1100) .. string.rep("]", 1100))
+      assert.is_nil(v)
+      assert.truthy(err:find("nest", 1, true) or err:find("depth", 1, true), err)
+    end)
+
+    it("raises on a non-string", function()
+      raises("string expected", core.decode, 5)
+    end)
+  end)
+
+  describe("perform against the local server", function()
+    local s, token, h
+
+    setup(function()
+      s = server.start{}
+      h = core.new()
+    end)
+    teardown(function()
+      h:close()
+      if s then s:stop() end
+    end)
+    before_each(function()
+      s:reset()                   -- also forgets the tokens it issued
+      token = s:issue_token()
+    end)
+
+    -- a request for the agents route, answered by an injected fault when `fault` is given
+    local function get(fault, extra)
+      if fault then
+        fault.route = fault.route or "agents"
+        s:control{ faults = { fault } }
+      end
+      local req = { url = s.base_url .. AGENTS, ca_file = s.ca_file, bearer = token, timeout = 10 }
+      for k, v in pairs(extra or {}) do req[k] = v end
+      return h:perform(req)
+    end
+
+    local function json(body, extra)
+      local f = { status = 200, body = body, content_type = "application/json; charset=utf-8" }
+      for k, v in pairs(extra or {}) do f[k] = v end
+      return f
+    end
+
+    it("decodes a JSON body: integers, floats, nesting, null", function()
+      local r = assert(get(json('{"n":3,"f":3.5,"nested":{"a":[1,2,{"b":null}]},"list":[null,"x"]}')))
+      assert.equal(200, r.status)
+      assert.is_nil(r.decode_error)
+      assert.equal(3, r.body.n)
+      assert.equal(3.5, r.body.f)
+      if HAS_INTEGERS then
+        assert.equal("integer", math.type(r.body.n))
+        assert.equal("float", math.type(r.body.f))
+        assert.equal("integer", math.type(r.body.nested.a[2]))
+        assert.equal("integer", math.type(r.status))
+      end
+      assert.equal(core.null, r.body.nested.a[3].b)
+      assert.equal(core.null, r.body.list[1])
+      assert.equal("x", r.body.list[2])
+    end)
+
+    it("decodes the real agents response with the bearer token it sent", function()
+      local r = assert(get())
+      assert.equal(200, r.status)
+      assert.equal("table", type(r.body))
+      assert.equal("table", type(r.body.value))
+      local seen = s:requests{ route = "agents" }
+      assert.equal(1, #seen)
+      assert.is_true(seen[1].auth)
+    end)
+
+    it("is refused without the token (the header really carries it)", function()
+      local r = assert(h:perform{ url = s.base_url .. AGENTS, ca_file = s.ca_file })
+      assert.equal(401, r.status)
+      assert.equal("Unauthorized", r.body.error.code)
+    end)
+
+    it("reports status, effective url, HTTP version and time", function()
+      local r = assert(get())
+      assert.equal(s.base_url .. AGENTS, r.url)
+      assert.equal("1.1", r.http_version)
+      assert.equal("number", type(r.time))
+      assert.truthy(r.time >= 0 and r.time < 10)
+    end)
+
+    it("lower-cases header names and joins repeated ones", function()
+      local r = assert(get(json("{}", { headers = { ["X-Mixed-Case"] = "Yes", ["X-Dup"] = { "a", "b" },
+                                                      ["Retry-After"] = "5" } })))
+      assert.equal("Yes", r.headers["x-mixed-case"])
+      assert.equal("a, b", r.headers["x-dup"])
+      assert.equal("5", r.headers["retry-after"])
+      assert.truthy(r.headers["content-type"]:find("application/json", 1, true))
+      for name in pairs(r.headers) do assert.equal(name:lower(), name) end
+    end)
+
+    it("returns a non-JSON body as the raw string", function()
+      local r = assert(get{ status = 200, body = "hello", content_type = "text/plain" })
+      assert.equal("hello", r.body)
+      assert.is_nil(r.decode_error)
+    end)
+
+    it("decodes +json media types, whatever their case", function()
+      local r = assert(get{ status = 400, body = '{"error":{"code":"BadRequest"}}',
+                            content_type = "Application/Problem+JSON; charset=utf-8" })
+      assert.equal(400, r.status)
+      assert.equal("BadRequest", r.body.error.code)
+    end)
+
+    it("keeps JSON raw with decode = false", function()
+      local r = assert(get(json('{"n":3}'), { decode = false }))
+      assert.equal('{"n":3}', r.body)
+    end)
+
+    it("gives decode_error and the raw body for invalid JSON", function()
+      local r = assert(get{ mode = "malformed" })
+      assert.equal(200, r.status)
+      assert.equal("string", type(r.decode_error))
+      assert.equal("string", type(r.body))
+      assert.truthy(r.body:find('"orgId":"x",,', 1, true))
+    end)
+
+    it("gives decode_error for an empty JSON body", function()
+      local r = assert(get{ mode = "empty" })
+      assert.equal("", r.body)
+      assert.equal("empty body", r.decode_error)
+    end)
+
+    it("sends method, body and header lines as given", function()
+      local body = '{"SessionIds":["01decc497f4b4ec49a5fc4e12597f8c8"]}'
+      local r = assert(h:perform{
+        method = "POST", url = s.base_url .. HISTORY, ca_file = s.ca_file, bearer = token,
+        body = body, headers = { "Content-Type: application/json" }, user_agent = "core-spec/1",
+      })
+      assert.equal(200, r.status)
+      local seen = s:requests{ route = "history_by_session" }
+      assert.equal(1, #seen)
+      assert.equal("POST", seen[1].method)
+      assert.equal(body, seen[1].body)
+      assert.equal("application/json", seen[1].content_type)
+      assert.equal("core-spec/1", seen[1].user_agent)
+    end)
+
+    it("sends PATCH and DELETE with the method name", function()
+      s:control{ faults = { { route = "all", status = 200, body = "{}", content_type = "application/json" } } }
+      local u = s.base_url .. "/api/DeviceAuthenticatedScanDefinitions/x"
+      assert(h:perform{ method = "PATCH", url = u, ca_file = s.ca_file, bearer = token, body = "{}" })
+      assert(h:perform{ method = "DELETE", url = u, ca_file = s.ca_file, bearer = token })
+      local seen = s:requests()
+      assert.equal("PATCH", seen[#seen - 1].method)
+      assert.equal("DELETE", seen[#seen].method)
+    end)
+
+    it("does not follow redirects", function()
+      local r = assert(get{ mode = "redirect", location = "https://127.0.0.1:1/elsewhere" })
+      assert.equal(302, r.status)
+      assert.equal("https://127.0.0.1:1/elsewhere", r.headers.location)
+      assert.equal(s.base_url .. AGENTS, r.url)
+    end)
+
+    it("stops at max_body: too_large (Content-Length and chunked)", function()
+      local r, f = get({ mode = "huge", size = 100000 }, { max_body = 1000 })
+      assert.is_nil(r)
+      assert.equal("too_large", f.kind)
+      r, f = get({ mode = "huge", size = 100000, chunked = true }, { max_body = 1000 })
+      assert.is_nil(r)
+      assert.equal("too_large", f.kind)
+      assert.equal("number", type(f.curl_code))
+      r = assert(get({ mode = "huge", size = 100000 }, { max_body = 100000, decode = false }))
+      assert.equal(100000, #r.body)
+    end)
+
+    it("times out: timeout", function()
+      -- short: nginx finishes the delayed request before it stops
+      local r, f = get({ delay = 0.6 }, { timeout = 0.1 })
+      assert.is_nil(r)
+      assert.equal("timeout", f.kind)
+      assert.equal(28, f.curl_code)
+      assert.equal("string", type(f.message))
+    end)
+
+    it("reports a reset connection and a truncated body as network errors, never half a body", function()
+      local r, f = get{ mode = "reset" }
+      assert.is_nil(r)
+      assert.equal("network", f.kind)
+      r, f = get{ mode = "truncated" }
+      assert.is_nil(r)
+      assert.equal("network", f.kind)
+    end)
+
+    it("reports a refused connection: network", function()
+      local r, f = h:perform{ url = "https://127.0.0.1:1/", timeout = 5 }
+      assert.is_nil(r)
+      assert.equal("network", f.kind)
+      assert.equal(7, f.curl_code)
+    end)
+
+    it("verifies TLS: wrong CA and wrong name are tls, insecure = true skips both", function()
+      local r, f = h:perform{ url = s.base_url .. AGENTS, ca_file = s.other_ca_file, timeout = 5 }
+      assert.is_nil(r)
+      assert.equal("tls", f.kind)
+      r, f = h:perform{ url = s.badname_url .. AGENTS, ca_file = s.ca_file, timeout = 5 }
+      assert.is_nil(r)
+      assert.equal("tls", f.kind)
+      r = assert(h:perform{ url = s.badname_url .. AGENTS, ca_file = s.other_ca_file, insecure = true,
+                            bearer = token, timeout = 5 })
+      assert.equal(200, r.status)
+    end)
+
+    it("refuses schemes other than http and https: invalid", function()
+      local r, f = h:perform{ url = "file:///etc/passwd" }
+      assert.is_nil(r)
+      assert.equal("invalid", f.kind)
+    end)
+
+    it("keeps the token out of error messages", function()
+      local r, f = h:perform{ url = "https://127.0.0.1:1/", bearer = "SECRET-TOKEN-123" }
+      assert.is_nil(r)
+      assert.is_nil(f.message:find("SECRET", 1, true))
+    end)
+
+    it("reuses one handle for many requests", function()
+      for _ = 1, 20 do
+        assert.equal(200, assert(get()).status)
+      end
+    end)
+  end)
+
+  describe("over HTTP/2", function()
+    local s, token
+
+    setup(function()
+      s = server.start{ http2 = true }
+      token = s:issue_token()
+    end)
+    teardown(function() if s then s:stop() end end)
+
+    it("negotiates h2 and parses its headers", function()
+      local h = core.new()
+      local r = assert(h:perform{ url = s.base_url .. AGENTS, ca_file = s.ca_file, bearer = token })
+      h:close()
+      assert.equal("2", r.http_version)
+      assert.equal(200, r.status)
+      assert.truthy(r.headers["content-type"])
+      assert.equal("table", type(r.body.value))
+    end)
+
+    it("runs requests concurrently with perform_all, results in request order", function()
+      s:control{ faults = { { route = "agents", delay = 0.4 } } }
+      local handles, reqs = {}, {}
+      for i = 1, 6 do
+        handles[i] = core.new()
+        reqs[i] = { url = s.base_url .. AGENTS, ca_file = s.ca_file, bearer = token, timeout = 10 }
+      end
+      reqs[4] = { url = "https://127.0.0.1:1/", timeout = 5 }
+      reqs[5] = { url = s.base_url .. AGENTS, ca_file = s.other_ca_file, timeout = 5 }
+      local t0 = server.now()
+      local results = core.perform_all(handles, reqs)
+      local elapsed = server.now() - t0
+      assert.equal(6, #results)
+      for _, i in ipairs{ 1, 2, 3, 6 } do
+        assert.equal(200, results[i].resp.status)
+        assert.is_nil(results[i].facts)
+      end
+      assert.equal("network", results[4].facts.kind)
+      assert.equal("tls", results[5].facts.kind)
+      assert.truthy(elapsed < 1.5, "4 delayed requests took " .. elapsed .. " s")
+      -- the handles stay usable one by one
+      assert.equal(200, assert(handles[1]:perform(reqs[1])).status)
+      for i = 1, 6 do handles[i]:close() end
+    end)
+
+    it("checks every request before sending any", function()
+      local a, b = core.new(), core.new()
+      raises("request 2: unknown field 'nope'", core.perform_all, { a, b },
+             { { url = s.base_url .. AGENTS, ca_file = s.ca_file }, { url = s.base_url, nope = 1 } })
+      raises("a handle can take one request at a time", core.perform_all, { a, a },
+             { { url = s.base_url }, { url = s.base_url } })
+      raises("as many requests as handles expected", core.perform_all, { a }, {})
+      b:close()
+      raises("item 2: open mde.Handle expected", core.perform_all, { a, b },
+             { { url = s.base_url }, { url = s.base_url } })
+      assert.same({}, core.perform_all({}, {}))
+      a:close()
+    end)
+  end)
+
+  describe("RS256 and thumbprints", function()
+    local files, key, cert
+
+    setup(function()
+      files = certs.ensure()
+      key, cert = read(files.app_key), read(files.app_cert)
+    end)
+
+    local function openssl_b64url(cmd)
+      return (shell(cmd .. " | openssl base64 -A"):gsub("+", "-"):gsub("/", "_"):gsub("=", ""))
+    end
+
+    it("signs like openssl dgst -sha256 -sign (PKCS#1 v1.5)", function()
+      local sig = assert(core.sign_rs256(key, nil, "header.claims"))
+      local want = openssl_b64url("printf %s header.claims | openssl dgst -sha256 -sign "
+                                  .. certs.sh_quote(files.app_key))
+      assert.equal(want, sig)
+      assert.is_nil(sig:find("[=+/]"))
+    end)
+
+    it("reads PKCS#1, encrypted PKCS#8 with its passphrase, and a key after a certificate", function()
+      local sig = core.sign_rs256(key, nil, "x")
+      assert.equal(sig, core.sign_rs256(read(files.app_pkcs1_key), nil, "x"))
+      assert.equal(sig, core.sign_rs256(read(files.app_encrypted_key), certs.PASSPHRASE, "x"))
+      assert.equal(sig, core.sign_rs256(cert .. key, nil, "x"))
+    end)
+
+    it("fails with a message that holds neither key nor passphrase", function()
+      local enc = read(files.app_encrypted_key)
+      local sig, err = core.sign_rs256(enc, nil, "x")
+      assert.is_nil(sig)
+      assert.equal("cannot read private key (wrong passphrase or not a PEM key)", err)
+      sig, err = core.sign_rs256(enc, "not-the-passphrase", "x")
+      assert.is_nil(sig)
+      assert.is_nil(err:find("not-the-passphrase", 1, true))
+      sig, err = core.sign_rs256("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", nil, "x")
+      assert.is_nil(sig)
+      assert.is_nil(err:find("AAAA", 1, true))
+    end)
+
+    it("refuses a key that is not RSA", function()
+      local ec = shell("openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 2>/dev/null")
+      local sig, err = core.sign_rs256(ec, nil, "x")
+      assert.is_nil(sig)
+      assert.equal("private key is not an RSA key (RS256 needs one)", err)
+    end)
+
+    it("gives the certificate's SHA-1 and SHA-256 thumbprints, base64url", function()
+      local x5t, x5t256 = core.cert_thumbprints(cert)
+      local der = "openssl x509 -outform DER -in " .. certs.sh_quote(files.app_cert)
+      assert.equal(openssl_b64url(der .. " | openssl dgst -sha1 -binary"), x5t)
+      assert.equal(openssl_b64url(der .. " | openssl dgst -sha256 -binary"), x5t256)
+      assert.equal(27, #x5t)
+      assert.equal(43, #x5t256)
+      local none, err = core.cert_thumbprints(key)
+      assert.is_nil(none)
+      assert.equal("cannot read certificate (not a PEM certificate)", err)
+    end)
+
+    it("encodes base64url without padding", function()
+      assert.equal("", core.base64url(""))
+      assert.equal("Zg", core.base64url("f"))
+      assert.equal("Zm8", core.base64url("fo"))
+      assert.equal("Zm9v", core.base64url("foo"))
+      assert.equal("Zm9vYg", core.base64url("foob"))
+      assert.equal("__79", core.base64url("\255\254\253"))
+    end)
+  end)
+end)

@@ -1,0 +1,194 @@
+/*
+ * decode.c: the one JSON decode path: a private lua-cjson instance, then,
+ * on Lua 5.3+, whole-number floats turned into integers.
+ *
+ * lua-cjson (Debian's 2.1.0) decodes every number as a float on 5.3+, so
+ * an API's "Count": 3 would read 3.0 and print as "3.0". The fix-up walks
+ * the decoded value once; cjson's depth limit bounds its recursion.
+ */
+#include <string.h>
+
+#include "mde.h"
+
+/* registry key of the private instance's decode function */
+static const char decode_key = 'd';
+
+/* JSON nesting allowed; cjson raises past it, so the walk never goes deeper */
+#define MAX_DEPTH 1000
+
+static int ascii_lower(int c)
+{
+	return c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c;
+}
+
+/* [s, s + len) equals the lower-case word w, ignoring case */
+static int same_word(const char *s, size_t len, const char *w)
+{
+	size_t i;
+	if (strlen(w) != len)
+		return 0;
+	for (i = 0; i < len; i++)
+		if (ascii_lower((unsigned char)s[i]) != w[i])
+			return 0;
+	return 1;
+}
+
+/*
+ * "application/json" or any "type/subtype+json", case-insensitive, with
+ * optional parameters ("application/json; charset=utf-8",
+ * "application/problem+json").
+ */
+int mde_is_json(const char *ct, size_t len)
+{
+	const char *end = ct + len, *slash, *stop;
+	while (ct < end && (*ct == ' ' || *ct == '\t'))
+		ct++;
+	for (stop = ct; stop < end && *stop != ';' && *stop != ' ' && *stop != '\t'; stop++)
+		;
+	slash = memchr(ct, '/', (size_t)(stop - ct));
+	if (slash == NULL || slash == ct)
+		return 0;
+	if (same_word(ct, (size_t)(slash - ct), "application")
+	    && same_word(slash + 1, (size_t)(stop - slash - 1), "json"))
+		return 1;
+	return stop - slash - 1 > 5 && same_word(stop - 5, 5, "+json");
+}
+
+#if LUA_VERSION_NUM >= 503
+/* a float that is exactly a lua_Integer -> 1 and *i; the range test comes
+ * first because converting an out-of-range float is undefined */
+static int whole(lua_Number n, lua_Integer *i)
+{
+	if (!(n >= (lua_Number)LUA_MININTEGER && n < -(lua_Number)LUA_MININTEGER))
+		return 0;
+	*i = (lua_Integer)n;
+	return (lua_Number)*i == n;
+}
+
+/* value on top -> integer in its place when it is a whole float */
+static int fix_number(lua_State *L)
+{
+	lua_Integer i;
+	if (lua_isinteger(L, -1) || !whole(lua_tonumber(L, -1), &i))
+		return 0;
+	lua_pop(L, 1);
+	lua_pushinteger(L, i);
+	return 1;
+}
+
+/*
+ * table on top -> same table, fixed in place. cjson makes arrays as pure
+ * sequences and objects with string keys only, so a non-empty sequence part
+ * means an array, walked by index (faster than lua_next).
+ */
+static void fix_table(lua_State *L, int depth) /* NOLINT(misc-no-recursion): depth-bounded */
+{
+	lua_Integer i, n = (lua_Integer)lua_rawlen(L, -1);
+	if (depth > MAX_DEPTH)
+		return;
+	luaL_checkstack(L, 4, "JSON nesting too deep");
+	for (i = 1; i <= n; i++) {
+		switch (lua_rawgeti(L, -1, i)) {            /* t v */
+		case LUA_TNUMBER:
+			if (fix_number(L)) {
+				lua_rawseti(L, -2, i);
+				continue;
+			}
+			break;
+		case LUA_TTABLE:
+			fix_table(L, depth + 1);
+			break;
+		}
+		lua_pop(L, 1);
+	}
+	if (n > 0)
+		return;
+	lua_pushnil(L);
+	while (lua_next(L, -2) != 0) {                     /* t k v */
+		switch (lua_type(L, -1)) {
+		case LUA_TNUMBER:
+			if (fix_number(L)) {
+				/* assigning an existing field is allowed during lua_next */
+				lua_pushvalue(L, -2);
+				lua_insert(L, -2);              /* t k k int */
+				lua_rawset(L, -4);
+				continue;
+			}
+			break;
+		case LUA_TTABLE:
+			fix_table(L, depth + 1);
+			break;
+		}
+		lua_pop(L, 1);
+	}
+}
+#endif
+
+/*
+ * The string at idx -> 1 and the decoded value pushed, or 0 and an error
+ * message pushed. Never raises (except out of stack), so the caller's
+ * resources are safe.
+ */
+int mde_decode(lua_State *L, int idx)
+{
+	idx = lua_absindex(L, idx);
+	luaL_checkstack(L, 3, "decode");
+	lua_rawgetp(L, LUA_REGISTRYINDEX, &decode_key);
+	lua_pushvalue(L, idx);
+	if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+		if (lua_type(L, -1) != LUA_TSTRING) {
+			lua_pop(L, 1);
+			lua_pushliteral(L, "invalid JSON");
+		}
+		return 0;
+	}
+#if LUA_VERSION_NUM >= 503
+	switch (lua_type(L, -1)) {
+	case LUA_TTABLE:
+		fix_table(L, 1);
+		break;
+	case LUA_TNUMBER:
+		fix_number(L);
+		break;
+	}
+#endif
+	return 1;
+}
+
+/* core.decode(str) -> value | nil, msg */
+static int core_decode(lua_State *L)
+{
+	luaL_checktype(L, 1, LUA_TSTRING);
+	if (mde_decode(L, 1))
+		return 1;
+	luaL_pushfail(L);
+	lua_insert(L, -2);
+	return 2;
+}
+
+/* core -> core, with decode and null; keeps a private cjson instance so no
+ * other user of cjson can change how we decode */
+void mde_decode_open(lua_State *L)
+{
+	lua_getglobal(L, "require");
+	lua_pushliteral(L, "cjson");
+	lua_call(L, 1, 1);                          /* core cjson */
+	lua_getfield(L, -1, "new");
+	if (!lua_isfunction(L, -1))
+		luaL_error(L, "mde.core needs lua-cjson 2.1 or later (cjson.new)");
+	lua_call(L, 0, 1);                          /* core cjson json */
+	/* strict JSON: no NaN, Infinity or hexadecimal numbers */
+	lua_getfield(L, -1, "decode_invalid_numbers");
+	lua_pushboolean(L, 0);
+	lua_call(L, 1, 0);
+	lua_getfield(L, -1, "decode_max_depth");
+	lua_pushinteger(L, MAX_DEPTH);
+	lua_call(L, 1, 0);
+	lua_getfield(L, -1, "decode");
+	lua_rawsetp(L, LUA_REGISTRYINDEX, &decode_key);
+	lua_getfield(L, -1, "null");
+	lua_setfield(L, -4, "null");
+	lua_pop(L, 2);                              /* core */
+	lua_pushcfunction(L, core_decode);
+	lua_setfield(L, -2, "decode");
+}
