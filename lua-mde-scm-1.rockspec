@@ -60,6 +60,7 @@ build = {
       ["mde.transport.ngx"] = "lua/mde/transport/ngx.lua",
       ["mde.format"] = "lua/mde/format.lua",
       ["mde.report"] = "lua/mde/report.lua",
+      ["mde.cli"] = "lua/mde/cli.lua",
    },
    install = {
       bin = { mde = "bin/mde" },

@@ -261,6 +261,18 @@ describe("authenticated-scan API", function()
       assert.equal(40, n)
     end)
 
+    it("ends with the nextLink chain even when the last page is full", function()
+      s:control{ page_cap = 10 }
+      local seen, n = {}, 0
+      for item in new{ page_size = 10 }:each("POST", PATH, { body = { ScanDefinitionIds = { "bulk-20" } } }) do
+        n = n + 1
+        assert.is_nil(seen[item.SessionIds])
+        seen[item.SessionIds] = true
+        assert.is_true(n <= 40)
+      end
+      assert.equal(20, n)
+    end)
+
     it("stops with an error when nextLink loops", function()
       s:control{ paging = "loop", page_cap = 5 }
       local n = 0

@@ -30,6 +30,18 @@ describe("secrets", function()
   setup(function() s = server.start{} end)
   teardown(function() if s then s:stop() end end)
 
+  it("are scrubbed as literals only when long enough not to garble ordinary text", function()
+    s:reset()
+    local events = {}
+    local client = assert(mde.new{ base_url = s.base_url, authority = s.authority, tenant_id = "t",
+      client_id = "c", client_secret = "s", ca_file = s.ca_file, rate_limit = false,
+      store = require("mde.store").new(core.now), logger = function(e) events[#events + 1] = e end })
+    assert(client:scan_history_by_session(SEED_SESSION))
+    local types = {}
+    for _, e in ipairs(events) do types[#types + 1] = e.type end
+    assert.same({ "request", "response", "token", "request", "response" }, types)
+  end)
+
   it("never appear in log events, errors or tostring", function()
     s:reset()
     s:control{ clients = { c2 = { secret = SECRET } } }

@@ -17,6 +17,9 @@ local url = require "mde.url"
 
 local M = {}
 
+--- The shortest credential that is scrubbed, as a literal, from log events and error messages.
+M.MIN_SECRET = 6
+
 local Client = {}
 Client.__index = Client
 M.Client = Client
@@ -151,11 +154,12 @@ function M.new(opts)
   end
 
   -- the literal secrets of this client: scrubbed from every log event and error message
+  -- (secrets shorter than MIN_SECRET are not searched for: they would garble ordinary text)
   local secrets = {}
-  for _, v in ipairs{ "client_secret", "token" } do
-    if opts[v] then secrets[#secrets + 1] = opts[v] end
+  for _, v in ipairs{ opts.client_secret or false, opts.token or false,
+                      certificate and certificate.passphrase or false } do
+    if v and #v >= M.MIN_SECRET then secrets[#secrets + 1] = v end
   end
-  if certificate and certificate.passphrase then secrets[#secrets + 1] = certificate.passphrase end
   local logger = opts.logger
   local log
   if logger then

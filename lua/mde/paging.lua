@@ -56,7 +56,7 @@ function M.iterate(fetch, base, query, o)
   local top = tonumber(query["$top"])
   local skip = tonumber(query["$skip"]) or 0
   local next_url = url.with_query(base, query)
-  local fetched, pages, done = {}, 0, false
+  local fetched, pages, done, linked = {}, 0, false, false
   local first = o.first -- a first page already fetched
 
   local function fail(e)
@@ -83,6 +83,7 @@ function M.iterate(fetch, base, query, o)
       done = true
       return nil
     end
+    skip = skip + n
     if type(link) == "string" and link ~= "" then
       local resolved = url.resolve(next_url, link)
       if not resolved or url.origin(resolved) ~= o.origin then
@@ -95,8 +96,11 @@ function M.iterate(fetch, base, query, o)
           message = ("@odata.nextLink repeats %s after %d pages; stopped instead of looping"):format(resolved, pages) })
       end
       next_url = resolved
-    elseif top and n >= top then
-      skip = skip + n
+      linked = true
+    elseif top and n >= top and not linked then
+      -- no nextLink from the start: $top/$skip until a short page (some services drop
+      -- the nextLink when $top is given); once the service has given nextLinks, the
+      -- end of their chain is the end
       query["$skip"] = skip
       next_url = url.with_query(base, query)
     else
