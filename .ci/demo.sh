@@ -31,7 +31,7 @@ echo "ok: build/lua5.4/mde/core.so"
 
 step "3/5 Starting the bundled local MDE-like server (spec/server/run.lua)"
 server_env=$(lua5.4 spec/server/run.lua)
-eval "$server_env"           # MDE_BASE_URL MDE_AUTHORITY MDE_CA_FILE MDE_PID ... (not exported)
+eval "$server_env"           # exports MDE_BASE_URL MDE_AUTHORITY MDE_CA_FILE MDE_PID ...
 SERVER_PID=$MDE_PID
 stop_server() { lua5.4 "$ROOT/spec/server/run.lua" --stop "$SERVER_PID" >/dev/null 2>&1 || true; }
 trap stop_server EXIT

@@ -44,9 +44,10 @@ s:detach()
 local fields = {
   { "MDE_BASE_URL", s.base_url }, { "MDE_AUTHORITY", s.authority }, { "MDE_CA_FILE", s.ca_file },
   { "MDE_PID", s.pid }, { "MDE_DIR", s.dir }, { "MDE_CONTROL_URL", s.control_url },
-  { "MDE_ALT_BASE_URL", s.alt_base_url }, { "MDE_TENANT", s.tenant },
+  { "MDE_ALT_BASE_URL", s.alt_base_url }, { "MDE_TENANT_ID", s.tenant }, { "MDE_TENANT", s.tenant },
   { "MDE_CLIENT_ID", s.client_id }, { "MDE_CLIENT_SECRET", s.client_secret },
-  { "MDE_CERT_FILE", s.cert_file }, { "MDE_KEY_FILE", s.key_file },
+  -- the app certificate under names the mde tool does not read (one kind of credential at a time)
+  { "MDE_TEST_CERT_FILE", s.cert_file }, { "MDE_TEST_KEY_FILE", s.key_file },
 }
 if as_lua then
   local parts = {}
@@ -57,5 +58,5 @@ if as_lua then
 else
   local parts = {}
   for _, f in ipairs(fields) do parts[#parts + 1] = f[1] .. "=" .. server.certs.sh_quote(f[2]) end
-  print(table.concat(parts, " "))
+  print("export " .. table.concat(parts, " "))
 end
