@@ -42,8 +42,9 @@ function Transport:close()
 end
 
 
-M.now = core.now
-M.sleep = core.sleep
+M.now, M.sleep = core.now, core.sleep
+-- a transport object passed as the `transport` option carries its clock too
+Transport.now, Transport.sleep = core.now, core.sleep
 
 
 return M
