@@ -106,7 +106,12 @@ end
 -- how a bad value is shown in a message
 local function show(v)
   if type(v) == "string" then
-    return format("%q", v)
+    -- like %q, but the same on every Lua (5.1 writes "\000" where 5.2+ write "\0")
+    return '"' .. v:gsub('[%c"\\]', function(ch)
+      if ch == '"' or ch == "\\" then return "\\" .. ch end
+      if ch == "\n" then return "\\n" end
+      return "\\" .. ch:byte()
+    end) .. '"'
   end
   return type(v) == "userdata" and "userdata (JSON null?)" or type(v)
 end
