@@ -8,6 +8,7 @@
  * facts, never raised; misuse (a bad req table) raises. No Lua runs inside
  * the libcurl callbacks: they only fill C buffers owned by the handle.
  */
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +29,7 @@
 
 enum { TOO_LARGE_BODY = 1, TOO_LARGE_HEAD = 2 };
 
-static int have_http2; /* libcurl was built with HTTP/2 (set once in luaopen) */
+static int have_http2; /* libcurl was built with HTTP/2 (set once, see global_init_once) */
 
 /* Buffers */
 
@@ -479,23 +480,22 @@ static const luaL_Reg core_funcs[] = {
 	{ NULL, NULL }
 };
 
-/* libcurl's global state, once per process */
-static void global_init(lua_State *L)
+/* libcurl's global state, once per process, even when Lua states on
+ * several threads load the module at once (OpenResty's worker-thread VMs) */
+static pthread_once_t global_once = PTHREAD_ONCE_INIT;
+static CURLcode global_rc;
+
+static void global_init_once(void)
 {
-	static int done;
-	const curl_version_info_data *info;
-	if (done)
-		return;
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-		luaL_error(L, "cannot initialise libcurl");
-	info = curl_version_info(CURLVERSION_NOW);
-	have_http2 = (info->features & CURL_VERSION_HTTP2) != 0;
-	done = 1;
+	global_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+	if (global_rc == CURLE_OK)
+		have_http2 = (curl_version_info(CURLVERSION_NOW)->features & CURL_VERSION_HTTP2) != 0;
 }
 
 int luaopen_mde_core(lua_State *L)
 {
-	global_init(L);
+	if (pthread_once(&global_once, global_init_once) != 0 || global_rc != CURLE_OK)
+		return luaL_error(L, "cannot initialise libcurl");
 
 	/* the handle metatable, methods as __index */
 	luaL_newmetatable(L, MDE_HANDLE);

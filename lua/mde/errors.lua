@@ -73,7 +73,11 @@ end
 --- The error facts of a transport (`{ kind, curl_code, message }`) as an error object.
 function M.from_facts(facts, what)
   local kind = facts.kind
-  if not M.KINDS[kind] then kind = "network" end
+  if kind == "invalid" then
+    kind = "invalid_argument" -- a URL libcurl cannot use (bad syntax, scheme not http/https)
+  elseif not M.KINDS[kind] then
+    kind = "network"
+  end
   local msg = facts.message or kind
   if what then msg = what .. ": " .. msg end
   return M.new{ kind = kind, message = msg, curl_code = facts.curl_code }
