@@ -9,7 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 make -s LUA=5.4
-[ $# -gt 0 ] || set -- spec/core_spec.lua spec/auth_spec.lua spec/client_spec.lua
+[ $# -gt 0 ] || set -- --filter-out=soak spec/core_spec.lua spec/auth_spec.lua spec/client_spec.lua \
+  spec/reliability_spec.lua spec/secrets_spec.lua
 
 # The specs start nginx, openssl and curl as children: those are not traced.
 export LUA_INIT_5_4='collectgarbage("incremental", 0, 400)'

@@ -52,6 +52,17 @@ describe("mde.pacing", function()
     assert.near(60.05, pacing.reserve(s, "k", windows, now(), 100), 1e-9)
   end)
 
+  it("counts a slot from the end of its request once settled", function()
+    local now, advance = clock()
+    local s = store.new(now)
+    local windows = { { limit = 1, window = 10 } }
+    local wait, ticket = pacing.reserve(s, "k", windows, now(), 100)
+    assert.equal(0, wait)
+    advance(3) -- a slow request: the service may have seen it only now
+    pacing.settle(s, ticket, now())
+    assert.near(10.05, pacing.reserve(s, "k", windows, now(), 100), 1e-9)
+  end)
+
   it("holds every request of a budget after a 429", function()
     local now = clock()
     local s = store.new(now)

@@ -25,7 +25,7 @@ local MARGIN = 0.05
 -- @param windows list of { limit, window }
 -- @param now    current time in seconds
 -- @param max_wait the longest wait the caller accepts
--- @return wait (seconds, >= 0), or nil and the wait that would be needed
+-- @return wait (seconds, >= 0) and a ticket for `settle`, or nil and the wait that would be needed
 function M.reserve(store, key, windows, now, max_wait)
   local unlock, err = store:lock(key .. ":lock", max_wait)
   if not unlock then return nil, 0, err end
@@ -46,14 +46,29 @@ function M.reserve(store, key, windows, now, max_wait)
     unlock()
     return nil, wait
   end
+  local ticket = {}
   for i = 1, #windows do
     local w = windows[i]
     local wkey = key .. ":" .. tostring(w.window) .. ":"
-    store:set(wkey .. (seqs[i] % w.limit), t, w.window + 1 + wait)
+    local slot = wkey .. (seqs[i] % w.limit)
+    store:set(slot, t, w.window + 1 + wait)
     store:set(wkey .. "seq", seqs[i] + 1, w.window + 1 + wait)
+    ticket[i] = { slot, w.window + 1 }
   end
   unlock()
-  return wait
+  return wait, ticket
+end
+
+
+--- The request of `ticket` is over at `t`: the service saw it no later than that, so its
+-- slots count from then (a slow network or a slow process must not let the next request
+-- of the window arrive early).
+function M.settle(store, ticket, t)
+  for i = 1, #ticket do
+    local slot, ttl = ticket[i][1], ticket[i][2]
+    local cur = store:get(slot)
+    if cur and cur < t then store:set(slot, t, ttl) end
+  end
 end
 
 

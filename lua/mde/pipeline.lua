@@ -105,6 +105,7 @@ local function prepare(st)
   if st.spec.pace ~= false and p.windows then
     local needed
     wait, needed = pacing.reserve(p.store, p.pace_key, p.windows, t, st.deadline - t)
+    if wait then st.ticket = needed end
     if not wait then
       return nil, errors.new{ kind = "throttled", retry_after = needed,
         message = ("%s: the client-side rate limit needs a %.1f s wait, past the call's deadline"):format(
@@ -142,6 +143,10 @@ end
 local function judge(st, resp, facts, elapsed)
   local c, p, o = st.c, st.p, st.c.options
   local now = p.now
+  if st.ticket then
+    pacing.settle(p.store, st.ticket, now())
+    st.ticket = nil
+  end
 
   if not resp then
     local err = errors.from_facts(facts, st.what)
