@@ -5,7 +5,9 @@
 -- Configuration comes from the environment: MDE_TENANT_ID, MDE_CLIENT_ID,
 -- MDE_CLIENT_SECRET (or MDE_TOKEN), and for a local server MDE_BASE_URL,
 -- MDE_AUTHORITY and MDE_CA_FILE. `bash .ci/demo.sh` runs it against the bundled server.
+-- run from a checkout: the Lua modules in lua/, the C core built by `make` in build/
 package.path = "lua/?.lua;" .. package.path
+package.cpath = "build/" .. (rawget(_G, "jit") and "luajit" or "lua" .. _VERSION:sub(5)) .. "/?.so;" .. package.cpath
 
 local mde = require "mde"
 
