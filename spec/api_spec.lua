@@ -1,6 +1,7 @@
 -- Every endpoint of the authenticated-scan family, paging and batching, against the local server.
 local mde = require "mde"
 local server = require "spec.helpers.server"
+local helpers = require "spec.helpers.client"
 local cjson = require "cjson"
 
 local data = server.data
@@ -16,15 +17,7 @@ describe("authenticated-scan API", function()
   teardown(function() if s then s:stop() end end)
   before_each(function() s:reset() end)
 
-  local function new(extra)
-    local o = { base_url = s.base_url, authority = s.authority, tenant_id = "t", client_id = "c",
-                client_secret = "s", ca_file = s.ca_file, rate_limit = false,
-                backoff = { base = 0.01, cap = 0.05 },
-                -- a fresh token cache: the server forgets its tokens on every reset
-                store = require("mde.store").new(require("mde.core").now) }
-    for k, v in pairs(extra or {}) do o[k] = v end
-    return assert(mde.new(o))
-  end
+  local function new(extra) return helpers.new(s, extra) end
 
   local function api_requests(route)
     local out = {}
@@ -157,6 +150,14 @@ describe("authenticated-scan API", function()
       assert.is_nil(r)
       assert.equal(404, err.status)
       assert.equal("http", err.kind)
+    end)
+
+    it("escapes IDs in paths", function()
+      local r, err = new():scan_definition("no such/id %20?")
+      assert.is_nil(r)
+      assert.equal(404, err.status)
+      local last = s:stats().requests
+      assert.matches("/api/DeviceAuthenticatedScanDefinitions/no%20such%2Fid%20%2520%3F", last[#last].uri, 1, true)
     end)
 
     it("lists and gets scan agents", function()

@@ -2,6 +2,7 @@
 -- expiry and refresh, and the clouds.
 local mde = require "mde"
 local server = require "spec.helpers.server"
+local helpers = require "spec.helpers.client"
 
 local SEED_SESSION = "01decc497f4b4ec49a5fc4e12597f8c8"
 
@@ -12,11 +13,10 @@ describe("sign-in", function()
   teardown(function() if s then s:stop() end end)
   before_each(function() s:reset() end)
 
+  -- no credential by default: each test gives its own
   local function opts(extra)
-    local o = { base_url = s.base_url, authority = s.authority, tenant_id = "t", client_id = "c",
-                ca_file = s.ca_file, rate_limit = false, backoff = { base = 0.01, cap = 0.05 },
-                store = require("mde.store").new(require("mde.core").now) }
-    for k, v in pairs(extra or {}) do o[k] = v end
+    local o = helpers.options(s, extra)
+    if not (extra and extra.client_secret) then o.client_secret = nil end
     return o
   end
 

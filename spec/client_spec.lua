@@ -1,6 +1,7 @@
 -- The client end to end against the local MDE-like server (real nginx, real TLS).
 local mde = require "mde"
 local server = require "spec.helpers.server"
+local helpers = require "spec.helpers.client"
 
 local SEED_SESSION = "01decc497f4b4ec49a5fc4e12597f8c8"
 local SEED_DEFINITION = "4ad8d463-6b3a-4894-b42a-a2de9ea0a8ae"
@@ -12,13 +13,7 @@ describe("mde client against the local server", function()
   teardown(function() if s then s:stop() end end)
   before_each(function() s:reset() end)
 
-  local function new(extra)
-    local o = { base_url = s.base_url, authority = s.authority, tenant_id = "t", client_id = "c",
-                client_secret = "s", ca_file = s.ca_file, rate_limit = false,
-                backoff = { base = 0.01, cap = 0.05 } }
-    for k, v in pairs(extra or {}) do o[k] = v end
-    return assert(mde.new(o))
-  end
+  local function new(extra) return helpers.new(s, extra) end
 
   describe("scan_history_by_session", function()
     it("returns the seed session with the API's field names and integer counts", function()

@@ -2,6 +2,7 @@
 local mde = require "mde"
 local core = require "mde.core"
 local server = require "spec.helpers.server"
+local helpers = require "spec.helpers.client"
 
 local SEED_SESSION = "01decc497f4b4ec49a5fc4e12597f8c8"
 local SEED_DEF = "4ad8d463-6b3a-4894-b42a-a2de9ea0a8ae"
@@ -14,15 +15,8 @@ describe("reliability", function()
   teardown(function() if s then s:stop() end end)
   before_each(function() s:reset() end)
 
-  local function new(extra)
-    local o = { base_url = s.base_url, authority = s.authority, tenant_id = "t", client_id = "c",
-                client_secret = "s", ca_file = s.ca_file, rate_limit = false,
-                backoff = { base = 0.01, cap = 0.05 }, store = require("mde.store").new(core.now) }
-    for k, v in pairs(extra or {}) do
-      if v == "nil" then o[k] = nil else o[k] = v end
-    end
-    return assert(mde.new(o))
-  end
+  local NONE = helpers.NONE
+  local function new(extra) return helpers.new(s, extra) end
 
   local function events_of(list, kind)
     local out = {}
@@ -202,7 +196,7 @@ describe("reliability", function()
     it("turns verification off only with insecure = true, warning on every request", function()
       local events = {}
       local client = new{ base_url = "https://127.0.0.1:" .. s.badname_port, insecure = true,
-                          token = s:issue_token{}, tenant_id = "nil", client_id = "nil", client_secret = "nil",
+                          token = s:issue_token{}, tenant_id = NONE, client_id = NONE, client_secret = NONE,
                           logger = function(e) events[#events + 1] = e end }
       client:request("GET", "/api/DeviceAuthenticatedScanAgents")
       client:request("GET", "/api/DeviceAuthenticatedScanAgents")
@@ -212,8 +206,8 @@ describe("reliability", function()
     end)
 
     it("reports a refused connection as a network error", function()
-      local client = new{ base_url = "https://127.0.0.1:1", token = "x", tenant_id = "nil", client_id = "nil",
-                          client_secret = "nil", retries = 1 }
+      local client = new{ base_url = "https://127.0.0.1:1", token = "x", tenant_id = NONE, client_id = NONE,
+                          client_secret = NONE, retries = 1 }
       local r, err = client:request("GET", "/api/DeviceAuthenticatedScanAgents")
       assert.is_nil(r)
       assert.equal("network", err.kind)

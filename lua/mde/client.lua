@@ -625,7 +625,7 @@ local function one(c, name, id, body, what)
   end
   local e = scans.endpoints[name]
   local resp, err = pipeline.call(c, {
-    method = e.method, url = c.base_url .. e.path:gsub("{id}", url.escape(id)),
+    method = e.method, url = c.base_url .. e.path:gsub("{id}", function() return url.escape(id) end),
     body = body, headers = {}, safe = e.safe, expect = "json",
   })
   if not resp then return nil, err end
