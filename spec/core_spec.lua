@@ -155,6 +155,18 @@ describe("mde.core", function()
     end)
   end)
 
+  describe("is_json", function()
+    it("knows the JSON content types, with parameters and in any case", function()
+      for _, ct in ipairs{ "application/json", "Application/JSON; charset=utf-8",
+                           "application/json; odata.metadata=minimal", "application/problem+json" } do
+        assert.is_true(core.is_json(ct), ct)
+      end
+      for _, ct in ipairs{ "text/plain", "text/html", "application/jsonp", "json", "", "+json" } do
+        assert.is_false(core.is_json(ct), ct)
+      end
+    end)
+  end)
+
   describe("decode", function()
     it("decodes JSON with integers where the number is whole", function()
       local v = core.decode('{"n":3,"f":3.5,"neg":-4,"z":0,"e":1e3,"big":1e300,"a":[1,2.25,[3]]}')

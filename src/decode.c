@@ -166,7 +166,16 @@ static int core_decode(lua_State *L)
 	return 2;
 }
 
-/* core -> core, with decode and null; keeps a private cjson instance so no
+/* core.is_json(content_type) -> boolean: the rule perform uses to decode a body */
+static int core_is_json(lua_State *L)
+{
+	size_t len;
+	const char *ct = luaL_checklstring(L, 1, &len);
+	lua_pushboolean(L, mde_is_json(ct, len));
+	return 1;
+}
+
+/* core -> core, with decode, is_json and null; keeps a private cjson instance so no
  * other user of cjson can change how we decode */
 void mde_decode_open(lua_State *L)
 {
@@ -191,4 +200,6 @@ void mde_decode_open(lua_State *L)
 	lua_pop(L, 2);                              /* core */
 	lua_pushcfunction(L, core_decode);
 	lua_setfield(L, -2, "decode");
+	lua_pushcfunction(L, core_is_json);
+	lua_setfield(L, -2, "is_json");
 }

@@ -9,6 +9,7 @@
 local type, tostring, setmetatable = type, tostring, setmetatable
 local min, max, random = math.min, math.max, math.random
 
+local core = require "mde.core"
 local errors = require "mde.errors"
 local url = require "mde.url"
 local auth = require "mde.auth"
@@ -47,12 +48,6 @@ end
 -- Full-jitter exponential backoff: uniform in [0, min(cap, base * 2^(n-1))].
 local function backoff(o, n)
   return random() * min(o.backoff.cap, o.backoff.base * 2 ^ (n - 1))
-end
-
-
-local function is_json_type(ct)
-  ct = ct and ct:lower() or ""
-  return ct:find("^application/json") ~= nil or ct:find("^[%w.-]+/[%w.-]+%+json") ~= nil
 end
 
 
@@ -214,7 +209,7 @@ local function judge(st, resp, facts, elapsed)
     if st.spec.expect == "json" and type(resp.body) ~= "table" then
       local ct = headers["content-type"]
       local why = (resp.body == nil or resp.body == "") and "an empty body"
-        or (is_json_type(ct) and "JSON that is not an object or list")
+        or (type(ct) == "string" and core.is_json(ct) and "JSON that is not an object or list")
         or ("a body of type " .. tostring(ct or "(none)"))
       return "done", nil, errors.new{ kind = "decode", status = status, request_id = rid,
         message = "expected a JSON object from the API, got " .. why }

@@ -81,15 +81,8 @@ function M.sleep(s)
 end
 
 
--- mde.core's rule (decode.c, mde_is_json): application/json or type/subtype+json, any case,
--- parameters allowed
-local function is_json(ct)
-  local mt = ct:match("^[ \t]*([^; \t]*)"):lower()
-  local typ, sub = mt:match("^([^/]+)/(.*)$")
-  if not typ then return false end
-  if typ == "application" and sub == "json" then return true end
-  return #sub > 5 and sub:sub(-5) == "+json"
-end
+-- mde.core's own rule: application/json or type/subtype+json, any case, parameters allowed
+local is_json = core.is_json
 M.is_json = is_json
 
 
