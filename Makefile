@@ -1,7 +1,7 @@
 # lua-mde: builds the C core mde.core.
 #
 #   make                      build/lua5.4/mde/core.so
-#   make LUA=5.1|5.3|5.4|luajit   build/<lua5.1|lua5.3|lua5.4|luajit>/mde/core.so
+#   make LUA=5.1|5.2|5.3|5.4|luajit   build/<lua5.1|...|luajit>/mde/core.so
 #   make all-luas             all of the above
 #   make CC=clang             any of the above with clang
 #   make asan                 build/asan/mde/core.so (clang, ASan + UBSan, Lua 5.4)
@@ -45,6 +45,7 @@ $(OUT): $(SRCS) $(HDRS) Makefile
 
 all-luas:
 	$(MAKE) LUA=5.1
+	$(MAKE) LUA=5.2
 	$(MAKE) LUA=5.3
 	$(MAKE) LUA=5.4
 	$(MAKE) LUA=luajit

@@ -48,13 +48,13 @@ step() {
 busted54() { lua5.4 /usr/bin/busted -o utfTerminal "$@"; }
 
 step "build (gcc, Lua 5.4)"            make -s
-step "build (Lua 5.1, 5.3, LuaJIT)"    make -s all-luas
+step "build (Lua 5.1, 5.2, 5.3, LuaJIT)" make -s all-luas
 step "build (clang, -Werror)"          make -s CC=clang BUILD_NAME=clang-check
 step "luacheck"                        luacheck -q lua spec bin examples bench
 step "cppcheck and clang-tidy"         make -s lint
 step "rockspec builds with luarocks"   .ci/luarocks.sh
 step "specs (Lua 5.4)"                 busted54
-for v in 5.1 5.3 luajit; do
+for v in 5.1 5.2 5.3 luajit; do
   if [ "$v" = luajit ]; then interp=luajit; else interp=lua$v; fi
   step "specs (Lua $v: core, client, api)" "$interp" /usr/bin/busted -o utfTerminal \
     spec/core_spec.lua spec/client_spec.lua spec/api_spec.lua spec/filter_spec.lua spec/redact_spec.lua
