@@ -345,6 +345,44 @@ describe("authenticated-scan API", function()
       assert.equal(#want, #failed)
     end)
 
+    it("selects by every filter key, as checked record by record", function()
+      local defs = { SEED_DEF, DEF2, "9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b" }
+      local client = new{ page_size = 50 }
+      local all = assert(client:scan_history_by_definition(defs, { all = true }))
+      local function any_target(r, pred)
+        for _, t in ipairs(r.ListScannedTargets) do if pred(t) then return true end end
+        return false
+      end
+      local cases = {
+        { { status = "partial success" }, function(r) return r.ScanStatus == "Partial Success" end },
+        { { status = { "Failed", "PartialSuccess" } }, function(r) return r.ScanStatus ~= "Success" end },
+        { { session = { data.session_id(1, 3), data.session_id(2, 7) } },
+          function(r) return r.SessionIds == data.session_id(1, 3) or r.SessionIds == data.session_id(2, 7) end },
+        { { definition = DEF2 }, function(r) return r.ScanDefinitionIds == DEF2 end },
+        { { since = "2024-06-25T00:00:00Z", before = 1719446400 }, -- 2024-06-27T00:00:00Z
+          function(r) -- whole seconds compare as text; a fraction only makes a time later
+            local t = r.LastScanned:sub(1, 19)
+            return t >= "2024-06-25T00:00:00" and t < "2024-06-27T00:00:00"
+          end },
+        { { target = "fd00::/8" }, function(r) return any_target(r, function(t) return t.Ip:find(":") end) end },
+        { { target = "10.0.0.0/8" }, function(r) return any_target(r, function(t) return t.Ip:match("^10%.") end) end },
+        { { hostname = "printer-*" },
+          function(r) return any_target(r, function(t) return t.Hostname:match("^printer%-") end) end },
+        { { failed_targets = true },
+          function(r) return any_target(r, function(t) return t.ScanStatus ~= "Success" end) end },
+      }
+      for _, case in ipairs(cases) do
+        local criteria, expect = case[1], case[2]
+        local got = assert(client:sessions(defs, criteria))
+        local want = {}
+        for _, r in ipairs(all) do if expect(r) then want[#want + 1] = r.SessionIds end end
+        local ids = {}
+        for _, r in ipairs(got) do ids[#ids + 1] = r.SessionIds end
+        assert.is_true(#want > 0 and #want < #all, "case not selective: " .. next(criteria))
+        assert.same(want, ids, "criteria: " .. next(criteria))
+      end
+    end)
+
     it("rejects bad criteria before sending", function()
       local r, err = new():sessions(SEED_DEF, { stauts = "Failed" })
       assert.is_nil(r)
