@@ -423,6 +423,8 @@ function Client:each(method, path, opts)
         local item = page[i]
         if item ~= nil then return item end
       end
+      -- let go of the last page before the next one arrives: only one is ever held
+      page = nil
       page, i = next_page(), 0
       if not page then return nil end
     end
