@@ -39,6 +39,22 @@ describe("mde client against the local server", function()
       assert.equal("", r.ListScannedTargets[1].ErrorMessage)
     end)
 
+    it("always gives ListScannedTargets as a list: one object wrapped, absent or null empty", function()
+      local body = '{"value":['
+        .. '{"SessionIds":"a","ListScannedTargets":{"Ip":"10.0.0.1","Hostname":"h1","ScanStatus":"Success"}},'
+        .. '{"SessionIds":"b"},'
+        .. '{"SessionIds":"c","ListScannedTargets":null},'
+        .. '{"SessionIds":"d","ListScannedTargets":[{"Ip":"10.0.0.2"},{"Ip":"10.0.0.3"}]}]}'
+      s:control{ faults = { { route = "history_by_session", status = 200, body = body,
+                              content_type = "application/json", count = 1 } } }
+      local sessions = assert(new():scan_history_by_session{ "a", "b", "c", "d" })
+      assert.equal(4, #sessions)
+      assert.same({ { Ip = "10.0.0.1", Hostname = "h1", ScanStatus = "Success" } }, sessions[1].ListScannedTargets)
+      assert.same({}, sessions[2].ListScannedTargets)
+      assert.same({}, sessions[3].ListScannedTargets)
+      assert.equal(2, #sessions[4].ListScannedTargets)
+    end)
+
     it("takes one ID as a string and sends the body the API documents", function()
       local client = new()
       local sessions = assert(client:scan_history_by_session(SEED_SESSION))

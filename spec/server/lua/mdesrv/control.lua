@@ -42,18 +42,19 @@ function M.reset()
   local dict = state.dict
   local initial = dict:get("cfg_initial")
   local defs = dict:get("defs_initial")
+  local VERSIONS = { "cfg_ver", "defs_ver", "faults_ver", "rl_ver" }
+  local old = {}
+  for i, k in ipairs(VERSIONS) do old[i] = dict:get(k) or 0 end
   dict:flush_all()
   dict:flush_expired()
   dict:set("cfg_initial", initial)
   dict:set("defs_initial", defs)
   dict:set("cfg", initial)
   dict:set("defs", defs)
-  -- versions only grow, so worker caches notice the change
+  -- versions only grow (never back to a value a worker has cached, whatever the clock
+  -- says), so worker caches and per-version fault counters notice the change
   local t = math.floor(state.now() * 1000)
-  dict:set("cfg_ver", t)
-  dict:set("defs_ver", t)
-  dict:set("faults_ver", t)
-  dict:set("rl_ver", t)
+  for i, k in ipairs(VERSIONS) do dict:set(k, math.max(old[i] + 1, t)) end
   state.tokens:flush_all()
   state.tokens:flush_expired()
   stats.reset()
