@@ -9,7 +9,7 @@ build_pkgs=(make gcc pkg-config ca-certificates openssl curl
 test_pkgs=(lua-busted lua-check luarocks lua5.1 liblua5.1-dev lua5.2 liblua5.2-dev lua5.3 liblua5.3-dev
   luajit2 libluajit2-5.1-dev lua-socket lua-sec
   clang libclang-rt-14-dev valgrind cppcheck clang-tidy
-  python3-requests chromium hyperfine procps)
+  python3-requests lua-curl chromium procps)
 
 want=("${build_pkgs[@]}")
 [ "${1:-test}" = test ] && want+=("${test_pkgs[@]}")

@@ -99,6 +99,17 @@ describe("authenticated-scan API", function()
       assert.is_true(elapsed < 1.6, ("took %.2f s"):format(elapsed))
     end)
 
+    it("takes a last wave narrower than the first (6 batches, 4 at a time)", function()
+      local ids = {}
+      for k = 1, 30 do ids[k] = data.synthetic_session_id(700 + k) end
+      local client = new{ batch_size = 5, concurrency = 4 }
+      for _ = 1, 2 do -- the second call reuses the handles of the first
+        local sessions = assert(client:scan_history_by_session(ids))
+        assert.equal(30, #sessions)
+        for k = 1, 30 do assert.equal(ids[k], sessions[k].SessionIds) end
+      end
+    end)
+
     it("retries a failed batch of a concurrent call on its own", function()
       s:control{ faults = { { route = "history_by_session", status = 503, skip = 2, count = 1 } } }
       local ids = {}

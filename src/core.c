@@ -24,8 +24,10 @@
 /* response headers past this are refused (below libcurl's own limit, so
  * the failure reads "too_large", not a generic write error) */
 #define MAX_HEAD ((size_t)256 * 1024)
-/* buffers up to this size are kept for the next request */
-#define KEEP_BYTES ((size_t)64 * 1024)
+/* buffers up to this size are kept for the next request: a paged listing
+ * reuses the same few megabytes page after page instead of regrowing them */
+#define KEEP_BODY ((size_t)4 * 1024 * 1024)
+#define KEEP_HEAD ((size_t)64 * 1024)
 
 enum { TOO_LARGE_BODY = 1, TOO_LARGE_HEAD = 2 };
 
@@ -33,21 +35,31 @@ static int have_http2; /* libcurl was built with HTTP/2 (set once, see global_in
 
 /* Buffers */
 
+/* make room for at least `want` bytes in all */
+static int buf_reserve(mde_buf *b, size_t want)
+{
+	char *data;
+	if (want <= b->cap)
+		return 1;
+	data = realloc(b->data, want);
+	if (data == NULL)
+		return 0;
+	b->data = data;
+	b->cap = want;
+	return 1;
+}
+
 static int buf_add(mde_buf *b, const char *p, size_t n)
 {
 	if (n > b->cap - b->len) {
 		size_t cap = b->cap != 0 ? b->cap : 4096;
-		char *data;
 		while (cap - b->len < n) {
 			if (cap > SIZE_MAX / 2)
 				return 0;
 			cap *= 2;
 		}
-		data = realloc(b->data, cap);
-		if (data == NULL)
+		if (!buf_reserve(b, cap))
 			return 0;
-		b->data = data;
-		b->cap = cap;
 	}
 	if (n > 0)
 		memcpy(b->data + b->len, p, n);
@@ -63,10 +75,10 @@ static void buf_free(mde_buf *b)
 }
 
 /* empty it, and give back what one large response made it grow to */
-static void buf_trim(mde_buf *b)
+static void buf_trim(mde_buf *b, size_t keep)
 {
 	b->len = 0;
-	if (b->cap > KEEP_BYTES)
+	if (b->cap > keep)
 		buf_free(b);
 }
 
@@ -79,6 +91,14 @@ static size_t on_body(char *data, size_t size, size_t n, void *ud)
 	if (len > h->max_body - h->body.len) {
 		h->too_large = TOO_LARGE_BODY;
 		return 0;
+	}
+	if (h->body.len == 0) {
+		/* the first bytes: room for the whole announced body at once, so a
+		 * large page is not copied again and again while the buffer doubles */
+		curl_off_t announced = -1;
+		if (curl_easy_getinfo(h->curl, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &announced) == CURLE_OK
+		    && announced > 0 && (uint64_t)announced <= (uint64_t)h->max_body)
+			(void)buf_reserve(&h->body, (size_t)announced);
 	}
 	if (!buf_add(&h->body, data, len)) {
 		h->oom = 1;
@@ -370,8 +390,8 @@ int mde_finish(lua_State *L, mde_handle *h, CURLcode rc)
 	int n = 1;
 	drop_headers(h);
 	if (h->oom || rc == CURLE_OUT_OF_MEMORY) {
-		buf_trim(&h->body);
-		buf_trim(&h->head);
+		buf_trim(&h->body, KEEP_BODY);
+		buf_trim(&h->head, KEEP_HEAD);
 		return luaL_error(L, "not enough memory");
 	}
 	if (rc == CURLE_OK) {
@@ -381,8 +401,8 @@ int mde_finish(lua_State *L, mde_handle *h, CURLcode rc)
 		push_facts(L, h, rc);
 		n = 2;
 	}
-	buf_trim(&h->body);
-	buf_trim(&h->head);
+	buf_trim(&h->body, KEEP_BODY);
+	buf_trim(&h->head, KEEP_HEAD);
 	return n;
 }
 

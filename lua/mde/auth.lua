@@ -31,8 +31,14 @@ function M.endpoint(c)
 end
 
 
-local function cache_key(c)
-  return "mde:token:" .. c.authority .. "|" .. c.tenant_id .. "|" .. c.client_id .. "|" .. c.scope
+-- the key of a client's token in the store, made once per client
+local function cache_key(c, p)
+  local key = p.token_key
+  if not key then
+    key = "mde:token:" .. c.authority .. "|" .. c.tenant_id .. "|" .. c.client_id .. "|" .. c.scope
+    p.token_key = key
+  end
+  return key
 end
 
 
@@ -81,9 +87,11 @@ local function fetch(c, p, pipeline)
       message = "token request failed: the login service's answer has no access_token" }
   end
   local expires_in = tonumber(body.expires_in) or DEFAULT_LIFETIME
-  p.log{ type = "token", action = "fetch", authority = c.authority, tenant_id = c.tenant_id,
-         client_id = c.client_id, scope = c.scope, expires_in = expires_in,
-         credential = p.certificate and "certificate" or "secret", elapsed = p.now() - started }
+  if p.log then
+    p.log{ type = "token", action = "fetch", authority = c.authority, tenant_id = c.tenant_id,
+           client_id = c.client_id, scope = c.scope, expires_in = expires_in,
+           credential = p.certificate and "certificate" or "secret", elapsed = p.now() - started }
+  end
   return body.access_token, expires_in
 end
 
@@ -111,11 +119,11 @@ function M.token(c, p, force)
     end
     expires_in = tonumber(expires_in)
     p.provided = { token = token, until_time = expires_in and (p.now() + keep_for(expires_in)) }
-    p.log{ type = "token", action = "provider", expires_in = expires_in }
+    if p.log then p.log{ type = "token", action = "provider", expires_in = expires_in } end
     return token
   end
 
-  local store, key = p.store, cache_key(c)
+  local store, key = p.store, cache_key(c, p)
   if force then store:delete(key) end
   local token = store:get(key)
   if token then return token end
@@ -148,9 +156,11 @@ function M.invalidate(c, p, token)
     if p.provided and p.provided.token == token then p.provided = nil end
     return true
   end
-  local key = cache_key(c)
+  local key = cache_key(c, p)
   if p.store:get(key) == token then p.store:delete(key) end
-  p.log{ type = "token", action = "invalidate", authority = c.authority, client_id = c.client_id }
+  if p.log then
+    p.log{ type = "token", action = "invalidate", authority = c.authority, client_id = c.client_id }
+  end
   return true
 end
 

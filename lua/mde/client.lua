@@ -160,6 +160,7 @@ function M.new(opts)
                       certificate and certificate.passphrase or false } do
     if v and #v >= M.MIN_SECRET then secrets[#secrets + 1] = v end
   end
+  -- log(event): nil without a logger, so that no event table is built for nobody
   local logger = opts.logger
   local log
   if logger then
@@ -167,8 +168,6 @@ function M.new(opts)
       event.time = now()
       pcall(logger, redact.event(event, secrets))
     end
-  else
-    log = function() end
   end
 
   local c = setmetatable({
@@ -476,28 +475,30 @@ end
 
 
 -- Append the items of a planned listing to `out`; `first` is its first response when fetched ahead.
+-- Most listings end with their first page: the page iterator only comes in when more may follow.
 local function collect(c, r, page_size, out, first)
-  if page_size == nil then
-    local resp, err = first, nil
-    if not resp then resp, err = pipeline.call(c, first_call(r, nil)) end
-    if not resp then return nil, err end
-    local items = paging.items(resp.body)
-    if not items then
-      return nil, errors.new{ kind = "decode", status = resp.status, message = "expected a listing from " .. r.url }
+  local resp, err = first, nil
+  if not resp then resp, err = pipeline.call(c, first_call(r, page_size)) end
+  if not resp then return nil, err end
+  if page_size ~= nil and paging.more(resp.body, r.query, page_size) then
+    local ok, perr = pcall(function()
+      for items in page_iterator(c, r, page_size, resp) do
+        for i = 1, #items do out[#out + 1] = items[i] end
+      end
+    end)
+    if not ok then
+      if errors.is(perr) then return nil, perr end
+      error(perr, 0)
     end
-    if r.endpoint.history then normalise_history(items) end
-    for i = 1, #items do out[#out + 1] = items[i] end
     return out
   end
-  local ok, err = pcall(function()
-    for items in page_iterator(c, r, page_size, first) do
-      for i = 1, #items do out[#out + 1] = items[i] end
-    end
-  end)
-  if not ok then
-    if errors.is(err) then return nil, err end
-    error(err, 0)
+  local items = paging.items(resp.body)
+  if not items then
+    return nil, errors.new{ kind = "decode", status = resp.status, message = "expected a listing from " .. r.url }
   end
+  if r.endpoint.history then normalise_history(items) end
+  local n = #out
+  for i = 1, #items do out[n + i] = items[i] end
   return out
 end
 

@@ -19,6 +19,39 @@ M.DEFAULT = { { limit = 100, window = 60 }, { limit = 1500, window = 3600 } }
 local MARGIN = 0.05
 
 
+-- The store keys of a budget, made once: key -> { lock, blocked, [window] = { seq, slot = {} } }
+-- (a request would otherwise build a dozen strings just to name them)
+local KEYS = {}
+
+local function keys_of(key)
+  local k = KEYS[key]
+  if not k then
+    k = { lock = key .. ":lock", blocked = key .. ":blocked" }
+    KEYS[key] = k
+  end
+  return k
+end
+
+local function window_keys(k, key, w)
+  local wk = k[w.window]
+  if not wk then
+    local prefix = key .. ":" .. tostring(w.window) .. ":"
+    wk = { seq = prefix .. "seq", prefix = prefix, slot = {} }
+    k[w.window] = wk
+  end
+  return wk
+end
+
+local function slot_key(wk, i)
+  local s = wk.slot[i]
+  if not s then
+    s = wk.prefix .. i
+    wk.slot[i] = s
+  end
+  return s
+end
+
+
 --- Reserve a departure time for one request.
 -- @param store  a store (mde.store)
 -- @param key    the budget (application and tenant: the service counts per app)
@@ -27,18 +60,19 @@ local MARGIN = 0.05
 -- @param max_wait the longest wait the caller accepts
 -- @return wait (seconds, >= 0) and a ticket for `settle`, or nil and the wait that would be needed
 function M.reserve(store, key, windows, now, max_wait)
-  local unlock, err = store:lock(key .. ":lock", max_wait)
+  local k = keys_of(key)
+  local unlock, err = store:lock(k.lock, max_wait)
   if not unlock then return nil, 0, err end
   local t = now
-  local blocked = store:get(key .. ":blocked")
+  local blocked = store:get(k.blocked)
   if blocked and blocked > t then t = blocked end
   local seqs = {}
   for i = 1, #windows do
     local w = windows[i]
-    local wkey = key .. ":" .. tostring(w.window) .. ":"
-    local seq = store:get(wkey .. "seq") or 0
+    local wk = window_keys(k, key, w)
+    local seq = store:get(wk.seq) or 0
     seqs[i] = seq
-    local prev = store:get(wkey .. (seq % w.limit))
+    local prev = store:get(slot_key(wk, seq % w.limit))
     if prev then t = max(t, prev + w.window + MARGIN) end
   end
   local wait = t - now
@@ -49,11 +83,12 @@ function M.reserve(store, key, windows, now, max_wait)
   local ticket = {}
   for i = 1, #windows do
     local w = windows[i]
-    local wkey = key .. ":" .. tostring(w.window) .. ":"
-    local slot = wkey .. (seqs[i] % w.limit)
+    local wk = k[w.window]
+    local slot = slot_key(wk, seqs[i] % w.limit)
     store:set(slot, t, w.window + 1 + wait)
-    store:set(wkey .. "seq", seqs[i] + 1, w.window + 1 + wait)
-    ticket[i] = { slot, w.window + 1 }
+    store:set(wk.seq, seqs[i] + 1, w.window + 1 + wait)
+    ticket[i] = slot
+    ticket[-i] = w.window + 1
   end
   unlock()
   return wait, ticket
@@ -65,18 +100,19 @@ end
 -- of the window arrive early).
 function M.settle(store, ticket, t)
   for i = 1, #ticket do
-    local slot, ttl = ticket[i][1], ticket[i][2]
+    local slot = ticket[i]
     local cur = store:get(slot)
-    if cur and cur < t then store:set(slot, t, ttl) end
+    if cur and cur < t then store:set(slot, t, ticket[-i]) end
   end
 end
 
 
 --- The service said 429: hold every request of this budget until `until_time`.
 function M.block(store, key, until_time, now)
-  local cur = store:get(key .. ":blocked")
+  local bkey = keys_of(key).blocked
+  local cur = store:get(bkey)
   if not cur or cur < until_time then
-    store:set(key .. ":blocked", until_time, until_time - now + 1)
+    store:set(bkey, until_time, until_time - now + 1)
   end
 end
 

@@ -51,6 +51,18 @@ function M.first_url(base, query, page_size)
 end
 
 
+--- May pages follow the first one (`body`)? A nextLink says so, and so does a full page
+-- when paging by $top (the query's, or page_size; page_size false: nextLinks only).
+function M.more(body, query, page_size)
+  if type(body) ~= "table" then return false end
+  local link = body["@odata.nextLink"]
+  if type(link) == "string" and link ~= "" then return true end
+  local top = tonumber(query and query["$top"]) or page_size
+  local items = M.items(body)
+  return (top and items and #items > 0 and #items >= top) and true or false
+end
+
+
 function M.iterate(fetch, base, query, o)
   query = first_query(query, o.page_size)
   local top = tonumber(query["$top"])

@@ -57,12 +57,27 @@ end
 --   auth = false (no bearer token: the token request), pace = false (no pacing),
 --   raw = true (hand back the final response whatever its status), what = text for messages }
 -- Returns the state, or nil and an error.
+-- Is `u` on the host of `base` (a URL without a trailing slash)? The common case, a URL
+-- the client built from `base`, is answered without parsing anything.
+local function same_origin(u, base)
+  local n = #base
+  if u:sub(1, n) == base then
+    local after = u:sub(n + 1, n + 1)
+    if after == "" or after == "/" or after == "?" then return true end
+  end
+  local o = url.origin(u)
+  return o ~= nil and o == url.origin(base)
+end
+M.same_origin = same_origin
+
+
 local function start(c, spec)
   local p = STATE[c]
-  local origin = url.origin(spec.auth == false and c.authority or c.base_url)
-  if url.origin(spec.url) ~= origin then
+  local base = spec.auth == false and c.authority or c.base_url
+  if not same_origin(spec.url, base) then
     return nil, errors.new{ kind = "unsafe_redirect",
-      message = ("refusing to send a request for %s to %s"):format(origin, tostring(url.origin(spec.url) or spec.url)) }
+      message = ("refusing to send a request for %s to %s"):format(url.origin(base),
+        tostring(url.origin(spec.url) or spec.url)) }
   end
   local headers = { "Accept: application/json" }
   if spec.body and spec.auth ~= false then headers[2] = "Content-Type: application/json" end
@@ -70,7 +85,7 @@ local function start(c, spec)
     for i = 1, #spec.headers do headers[#headers + 1] = spec.headers[i] end
   end
   return {
-    c = c, p = p, spec = spec, origin = origin,
+    c = c, p = p, spec = spec, base = base,
     method = spec.method, target = spec.url, body = spec.body, headers = headers,
     deadline = p.now() + (spec.deadline or c.options.deadline),
     retries = spec.safe and c.options.retries or 0,
@@ -106,13 +121,17 @@ local function prepare(st)
         message = ("%s: the client-side rate limit needs a %.1f s wait, past the call's deadline"):format(
           st.what, needed) }
     end
-    if wait > 0 then p.log{ type = "throttle", reason = "pacing", wait = wait, method = st.method, url = st.target } end
+    if wait > 0 and p.log then
+      p.log{ type = "throttle", reason = "pacing", wait = wait, method = st.method, url = st.target }
+    end
   end
   st.attempt = st.attempt + 1
-  if o.insecure then
-    p.log{ type = "warning", message = "TLS verification is off (insecure = true)", url = st.target }
+  if p.log then -- (no event table is built when nobody listens)
+    if o.insecure then
+      p.log{ type = "warning", message = "TLS verification is off (insecure = true)", url = st.target }
+    end
+    p.log{ type = "request", method = st.method, url = st.target, attempt = st.attempt }
   end
-  p.log{ type = "request", method = st.method, url = st.target, attempt = st.attempt }
   return {
     method = st.method, url = st.target, headers = st.headers, body = st.body, bearer = token,
     -- no attempt may outlive the deadline
@@ -127,8 +146,11 @@ end
 local function retry(st, wait, reason, status)
   if st.retries <= 0 or st.p.now() + wait >= st.deadline then return nil end
   st.retries = st.retries - 1
-  st.p.log{ type = "retry", attempt = st.attempt, reason = reason, wait = wait,
-            method = st.method, url = st.target, status = status }
+  local p = st.p
+  if p.log then
+    p.log{ type = "retry", attempt = st.attempt, reason = reason, wait = wait,
+           method = st.method, url = st.target, status = status }
+  end
   return "again", wait
 end
 
@@ -153,8 +175,10 @@ local function judge(st, resp, facts, elapsed)
   end
 
   local status, headers = resp.status, resp.headers or {}
-  p.log{ type = "response", method = st.method, url = st.target, status = status, elapsed = elapsed,
-         attempt = st.attempt, request_id = headers["request-id"] or headers["x-ms-request-id"] }
+  if p.log then
+    p.log{ type = "response", method = st.method, url = st.target, status = status, elapsed = elapsed,
+           attempt = st.attempt, request_id = headers["request-id"] or headers["x-ms-request-id"] }
+  end
 
   if retryable_status(status) then
     local e = errors.from_response(resp, now())
@@ -175,7 +199,7 @@ local function judge(st, resp, facts, elapsed)
 
   if status == 401 and st.spec.auth ~= false and not st.refreshed and auth.invalidate(c, p, st.token) then
     st.refreshed = true
-    p.log{ type = "token", action = "refresh", reason = "401 from the API" }
+    if p.log then p.log{ type = "token", action = "refresh", reason = "401 from the API" } end
     return "again", 0
   end
 
@@ -184,10 +208,10 @@ local function judge(st, resp, facts, elapsed)
     if not loc then
       return "done", nil, errors.new{ kind = "http", status = status, message = "redirect without a usable Location" }
     end
-    if url.origin(loc) ~= st.origin then
+    if not same_origin(loc, st.base) then
       return "done", nil, errors.new{ kind = "unsafe_redirect", status = status,
         message = ("the API redirected to %s, which is not the configured API host %s; not followed"):format(
-          tostring(url.origin(loc) or "an invalid URL"), st.origin) }
+          tostring(url.origin(loc) or "an invalid URL"), url.origin(st.base)) }
     end
     st.redirects = st.redirects + 1
     if st.redirects > MAX_REDIRECTS then

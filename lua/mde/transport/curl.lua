@@ -26,9 +26,15 @@ end
 --- Several requests in flight at once on one thread (libcurl's multi interface).
 -- Returns a list of { resp = ..., facts = ... } in request order.
 function Transport:send_all(reqs)
-  local handles = self.pool or {}
-  self.pool = handles
-  for i = #handles + 1, #reqs do handles[i] = core.new() end
+  local pool = self.pool or {}
+  self.pool = pool
+  -- a wave may be smaller than an earlier one (6 batches, 4 at a time: 4 then 2):
+  -- perform_all takes exactly one handle per request
+  local handles = {}
+  for i = 1, #reqs do
+    if not pool[i] then pool[i] = core.new() end
+    handles[i] = pool[i]
+  end
   return core.perform_all(handles, reqs)
 end
 

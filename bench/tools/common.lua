@@ -1,0 +1,77 @@
+--- Shared by the Lua tools of the benchmark (Lua 5.1-5.4, LuaJIT): arguments, the clock,
+-- peak RSS and the output protocol the driver (bench/bench.lua) reads:
+--   rep SECONDS CALLS BYTES RECORDS CPU one line per measured repetition (CPU: process
+--                                       CPU seconds, user + system, of the repetition)
+--   rss_kb N                            VmHWM (peak resident set) at the end
+local M = {}
+
+M.HISTORY_BY_SESSION = "/api/DeviceAuthenticatedScanDefinitions/GetScanHistoryBySessionId"
+M.HISTORY_BY_DEFINITION = "/api/DeviceAuthenticatedScanDefinitions/GetScanHistoryByScanDefinitionId"
+
+--- --name value pairs and --flag switches -> table
+function M.args(argv)
+  local o = {}
+  local i = 1
+  while i <= #argv do
+    local k = argv[i]:match("^%-%-(.+)$")
+    if not k then error("bad argument " .. argv[i]) end
+    local v = argv[i + 1]
+    if v == nil or v:match("^%-%-") then
+      o[k] = true
+      i = i + 1
+    else
+      o[k] = v
+      i = i + 2
+    end
+  end
+  o.n = tonumber(o.n or 1000)
+  o.reps = tonumber(o.reps or 5)
+  o.warmup = tonumber(o.warmup or 1)
+  o.top = tonumber(o.top or 1000)
+  o.token = o.token or "bench-token"
+  return o
+end
+
+-- a monotonic clock: the C core's when loadable, else LuaSocket's, else os.clock (CPU)
+local clock
+do
+  local ok, socket = pcall(require, "socket")
+  if ok and socket.gettime then clock = socket.gettime end
+  if not clock then
+    local okc, core = pcall(require, "mde.core")
+    if okc and core.now then clock = core.now end
+  end
+  clock = clock or os.clock
+end
+M.now = clock
+
+function M.peak_rss_kb()
+  local f = io.open("/proc/self/status", "r")
+  if not f then return -1 end
+  local s = f:read("*a")
+  f:close()
+  return tonumber(s:match("VmHWM:%s*(%d+)")) or -1
+end
+
+--- Run `once` (returning calls, bytes, records) warmup + reps times; print the protocol.
+function M.run(o, once)
+  for r = 1, o.warmup + o.reps do
+    collectgarbage()
+    collectgarbage()
+    local c0, t0 = os.clock(), clock()
+    local calls, bytes, records = once()
+    local dt, dc = clock() - t0, os.clock() - c0
+    if r > o.warmup then
+      io.write(("rep %.6f %d %d %d %.6f\n"):format(dt, calls or 0, bytes or 0, records or 0, dc))
+      io.flush()
+    end
+  end
+  io.write(("rss_kb %d\n"):format(M.peak_rss_kb()))
+end
+
+--- "@odata.nextLink" from the tail of a raw page (for tools that follow links without decoding)
+function M.next_link_raw(s)
+  return s:sub(-4096):match('"@odata%.nextLink":"([^"]+)"')
+end
+
+return M
