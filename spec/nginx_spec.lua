@@ -537,7 +537,8 @@ describe("lua-mde in nginx", function()
       local unlock, err, took = body:match("^(%S+) (%S+) ([%d.]+)")
       assert.equal("nil", unlock)
       assert.equal("timeout", err)
-      assert.truthy(tonumber(took) >= 0.2 and tonumber(took) < 0.5, took)
+      -- asked for 0.2 s; ngx.now() counts in milliseconds, so allow its resolution below
+      assert.truthy(tonumber(took) >= 0.195 and tonumber(took) < 0.5, took)
     end)
 
     it("expires values", function()
