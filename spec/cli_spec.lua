@@ -14,17 +14,8 @@ local s               -- the server
 local tmp             -- a scratch directory
 
 
-local function q(v)
-  return "'" .. tostring(v):gsub("'", "'\\''") .. "'"
-end
-
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local t = f:read("*a")
-  f:close()
-  return t
-end
+local q = server.certs.sh_quote -- a shell word
+local read = server.read_file  -- a file's text, or nil
 
 local function write(path, text, mode)
   local f = assert(io.open(path, "wb"))

@@ -13,17 +13,8 @@ local SINCE = "2024-06-20"
 local s, tmp, chromium
 
 
-local function q(v)
-  return "'" .. tostring(v):gsub("'", "'\\''") .. "'"
-end
-
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local t = f:read("*a")
-  f:close()
-  return t
-end
+local q = server.certs.sh_quote -- a shell word
+local read = server.read_file  -- a file's text, or nil
 
 local function sh(cmd)
   local r1, r2, r3 = os.execute(cmd)

@@ -21,15 +21,7 @@ end
 
 
 local function body_json()
-  ngx.req.read_body()
-  local body = ngx.req.get_body_data()
-  if not body then
-    local file = ngx.req.get_body_file()
-    if file then
-      local f = io.open(file, "rb")
-      if f then body = f:read("*a") f:close() end
-    end
-  end
+  local body = require("mdesrv.router").read_body()
   if not body or body == "" then return {} end
   local v, err = cjson.decode(body)
   if type(v) ~= "table" then return nil, "body is not a JSON object: " .. tostring(err) end

@@ -133,6 +133,7 @@ end
 
 ------------------------------------------------------------------------------------------
 
+--- The request body (also when nginx spooled it to a file); nil for GET and HEAD.
 local function read_body()
   local method = ngx.req.get_method()
   if method == "GET" or method == "HEAD" then return nil end
@@ -147,6 +148,7 @@ local function read_body()
   end
   return body
 end
+M.read_body = read_body
 
 
 function M.handle()
