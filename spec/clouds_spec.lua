@@ -35,6 +35,11 @@ describe("mde.clouds.resolve", function()
     assert.same({ "https://127.0.0.1:9", "https://a", "x/.default" }, { r.base_url, r.authority, r.scope })
   end)
 
+  it("takes a base_url that ends in /api as the same root", function()
+    assert.equal("https://127.0.0.1:9", assert(clouds.resolve{ base_url = "https://127.0.0.1:9/api/" }).base_url)
+    assert.equal("https://h/x", assert(clouds.resolve{ base_url = "https://h/x" }).base_url)
+  end)
+
   it("rejects unknown clouds and regions", function()
     local r, err = clouds.resolve{ cloud = "moon" }
     assert.is_nil(r)

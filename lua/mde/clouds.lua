@@ -56,8 +56,11 @@ function M.resolve(o)
     end
     api = regional
   end
+  -- the API's root: ".../api" (as some samples write it) means the same host; the client adds
+  -- "/api/..." to every path
+  local base = (o.base_url or api):gsub("/+$", ""):gsub("/api$", "")
   return {
-    base_url = (o.base_url or api):gsub("/+$", ""),
+    base_url = base,
     authority = (o.authority or cloud.login):gsub("/+$", ""),
     resource = cloud.resource,
     scope = o.scope or (cloud.resource .. "/.default"),
