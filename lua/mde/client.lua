@@ -17,6 +17,8 @@ local url = require "mde.url"
 
 local M = {}
 
+local NO_HEADERS = {} -- (shared, never modified)
+
 --- The shortest credential that is scrubbed, as a literal, from log events and error messages.
 M.MIN_SECRET = 6
 
@@ -245,8 +247,10 @@ end
 
 local LIST_OPTS = { top = true, skip = true, all = true, batch_size = true, query = true }
 
+local NO_OPTS = {} -- (shared, never modified)
+
 local function check_list_opts(opts, what)
-  if opts == nil then return {} end
+  if opts == nil then return NO_OPTS end
   if type(opts) ~= "table" then return errors.invalid("%s: opts must be a table, got %s", what, type(opts)) end
   for k in pairs(opts) do
     if not LIST_OPTS[k] then
@@ -435,6 +439,7 @@ end
 
 -- The lists of at most `size` IDs that one call sends.
 local function batches(list, size)
+  if #list <= size then return { list } end
   local out = {}
   for b = 1, ceil(#list / size) do
     local batch = {}
@@ -454,7 +459,7 @@ local function plan(c, e, body, opts)
   if opts.top then query["$top"] = opts.top end
   if opts.skip then query["$skip"] = opts.skip end
   local r = {
-    method = e.method, url = c.base_url .. e.path, query = query, headers = {},
+    method = e.method, url = c.base_url .. e.path, query = query, headers = NO_HEADERS,
     body = body, safe = e.safe, endpoint = e,
   }
   local page_size
@@ -512,6 +517,10 @@ local function by_ids(c, name, ids, opts, what)
   opts, err = check_list_opts(opts, what)
   if not opts then return nil, err end
   local parts = batches(list, opts.batch_size or c.options.batch_size)
+  if #parts == 1 then -- the common case: one request, nothing to plan ahead
+    local r, page_size = plan(c, e, cjson.encode{ [e.body_key] = parts[1] }, opts)
+    return collect(c, r, page_size, {})
+  end
   local plans, sizes, firsts = {}, {}, {}
   for b = 1, #parts do
     plans[b], sizes[b] = plan(c, e, cjson.encode{ [e.body_key] = parts[b] }, opts)
@@ -629,7 +638,7 @@ local function one(c, name, id, body, what)
   local e = scans.endpoints[name]
   local resp, err = pipeline.call(c, {
     method = e.method, url = c.base_url .. e.path:gsub("{id}", function() return url.escape(id) end),
-    body = body, headers = {}, safe = e.safe, expect = "json",
+    body = body, headers = NO_HEADERS, safe = e.safe, expect = "json",
   })
   if not resp then return nil, err end
   return resp.body
@@ -676,7 +685,7 @@ function Client:create_scan_definition(def)
   local e = scans.endpoints.create_definition
   local resp
   resp, err = pipeline.call(self, { method = e.method, url = self.base_url .. e.path, body = body,
-    headers = {}, safe = false, expect = "json" })
+    headers = NO_HEADERS, safe = false, expect = "json" })
   return resp and resp.body, err
 end
 
@@ -697,7 +706,7 @@ function Client:delete_scan_definitions(ids)
   for _, batch in ipairs(batches(list, self.options.batch_size)) do
     local resp
     resp, err = pipeline.call(self, { method = e.method, url = self.base_url .. e.path,
-      body = cjson.encode{ [e.body_key] = batch }, headers = {}, safe = false, expect = "any" })
+      body = cjson.encode{ [e.body_key] = batch }, headers = NO_HEADERS, safe = false, expect = "any" })
     if not resp then return nil, err end
     if type(resp.body) == "table" and next(resp.body) ~= nil then answer = resp.body end
   end

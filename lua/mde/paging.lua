@@ -47,7 +47,8 @@ end
 
 --- The URL of the first page `iterate` fetches (to fetch it ahead, e.g. several at once).
 function M.first_url(base, query, page_size)
-  return url.with_query(base, first_query(query, page_size))
+  if page_size and not tonumber(query and query["$top"]) then query = first_query(query, page_size) end
+  return url.with_query(base, query)
 end
 
 

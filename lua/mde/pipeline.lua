@@ -23,6 +23,11 @@ local M = {}
 local STATE = setmetatable({}, { __mode = "k" })
 M.state = STATE
 
+-- the request headers of most calls, shared (never modified)
+local JSON_HEADERS = { "Accept: application/json" }
+local JSON_BODY_HEADERS = { "Accept: application/json", "Content-Type: application/json" }
+local unpack = table.unpack or unpack
+
 local REDIRECTS = { [301] = true, [302] = true, [303] = true, [307] = true, [308] = true }
 local MAX_REDIRECTS = 5
 local RETRY_AFTER_MARGIN = 0.05
@@ -79,10 +84,11 @@ local function start(c, spec)
       message = ("refusing to send a request for %s to %s"):format(url.origin(base),
         tostring(url.origin(spec.url) or spec.url)) }
   end
-  local headers = { "Accept: application/json" }
-  if spec.body and spec.auth ~= false then headers[2] = "Content-Type: application/json" end
-  if spec.headers then
-    for i = 1, #spec.headers do headers[#headers + 1] = spec.headers[i] end
+  local headers = (spec.body and spec.auth ~= false) and JSON_BODY_HEADERS or JSON_HEADERS
+  local extra = spec.headers
+  if extra and #extra > 0 then
+    headers = { unpack(headers) }
+    for i = 1, #extra do headers[#headers + 1] = extra[i] end
   end
   return {
     c = c, p = p, spec = spec, base = base,
