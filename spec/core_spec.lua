@@ -155,6 +155,22 @@ describe("mde.core", function()
     end)
   end)
 
+  describe("sha256 and random_bytes", function()
+    it("hashes to base64url", function()
+      -- SHA-256("abc") = ba7816bf...; base64url without padding
+      assert.equal("ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0", core.sha256("abc"))
+      assert.has.error(function() core.sha256(nil) end)
+    end)
+
+    it("gives random bytes of the length asked", function()
+      local a, b = core.random_bytes(16), core.random_bytes(16)
+      assert.equal(16, #a)
+      assert.not_equal(a, b)
+      assert.has.error(function() core.random_bytes(0) end)
+      assert.has.error(function() core.random_bytes(257) end)
+    end)
+  end)
+
   describe("is_json", function()
     it("knows the JSON content types, with parameters and in any case", function()
       for _, ct in ipairs{ "application/json", "Application/JSON; charset=utf-8",

@@ -17,6 +17,7 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/rand.h>
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 
@@ -189,10 +190,43 @@ static int jwt_base64url(lua_State *L)
 	return 1;
 }
 
+/* core.sha256(str) -> base64url of the SHA-256 of str (names a credential
+ * in a cache key without keeping the credential there) */
+static int jwt_sha256(lua_State *L)
+{
+	size_t len;
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int md_len = 0;
+	const char *s = luaL_checklstring(L, 1, &len);
+	if (EVP_Digest(s, len, md, &md_len, EVP_sha256(), NULL) != 1) {
+		ERR_clear_error();
+		return luaL_error(L, "sha256: digest failed");
+	}
+	push_base64url(L, md, md_len);
+	return 1;
+}
+
+/* core.random_bytes(n) -> n bytes from OpenSSL's CSPRNG (thread-safe, seeded
+ * by the system: backoff jitter differs in every process, JWT ids are unique) */
+static int jwt_random_bytes(lua_State *L)
+{
+	unsigned char buf[256];
+	lua_Integer n = luaL_checkinteger(L, 1);
+	luaL_argcheck(L, n >= 1 && n <= (lua_Integer)sizeof buf, 1, "between 1 and 256 bytes");
+	if (RAND_bytes(buf, (int)n) != 1) {
+		ERR_clear_error();
+		return luaL_error(L, "random_bytes: no randomness available");
+	}
+	lua_pushlstring(L, (const char *)buf, (size_t)n);
+	return 1;
+}
+
 static const luaL_Reg jwt_funcs[] = {
 	{ "sign_rs256", jwt_sign_rs256 },
 	{ "cert_thumbprints", jwt_cert_thumbprints },
 	{ "base64url", jwt_base64url },
+	{ "sha256", jwt_sha256 },
+	{ "random_bytes", jwt_random_bytes },
 	{ NULL, NULL }
 };
 
