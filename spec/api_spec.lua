@@ -60,6 +60,13 @@ describe("authenticated-scan API", function()
       assert.equal(9, #api_requests("history_by_definition")) -- 8 full pages and a short one
     end)
 
+    it("sends whole numbers as integers, whatever their Lua subtype", function()
+      assert(new():scan_history_by_definition(SEED_DEF, { top = 10.0, skip = 20.0 }))
+      local uri = api_requests("history_by_definition")[1].uri
+      assert.matches("%$top=10&", uri .. "&")
+      assert.matches("%$skip=20&", uri .. "&")
+    end)
+
     it("rejects a top over 4096 before sending", function()
       local r, err = new():scan_history_by_definition(SEED_DEF, { top = 5000 })
       assert.is_nil(r)
@@ -117,6 +124,14 @@ describe("authenticated-scan API", function()
       local sessions = assert(new{ batch_size = 3, concurrency = 4 }:scan_history_by_session(ids))
       for k = 1, 12 do assert.equal(ids[k], sessions[k].SessionIds) end
       assert.equal(5, #api_requests("history_by_session"))
+    end)
+
+    it("returns one record per ID, however the IDs are batched", function()
+      local id = data.synthetic_session_id(42)
+      local sessions = assert(new{ batch_size = 1 }:scan_history_by_session{ id, SEED_SESSION, id })
+      assert.equal(2, #sessions)
+      assert.equal(id, sessions[1].SessionIds)
+      assert.equal(SEED_SESSION, sessions[2].SessionIds)
     end)
 
     it("surfaces MaximumBatchSizeExceeded clearly", function()
@@ -283,6 +298,34 @@ describe("authenticated-scan API", function()
         assert.is_true(n <= 40)
       end
       assert.equal(20, n)
+    end)
+
+    it("stops with an error when the service ignores $skip", function()
+      local page = '{"value":[{"id":"a"},{"id":"b"}]}'
+      s:control{ faults = { { route = "agents", status = 200, body = page, content_type = "application/json" } } }
+      local n = 0
+      local ok, err = pcall(function()
+        for _ in new{ page_size = 2 }:each("GET", "/api/DeviceAuthenticatedScanAgents") do
+          n = n + 1
+          assert.is_true(n <= 20)
+        end
+      end)
+      assert.is_false(ok)
+      assert.equal("PagingLoop", err.code)
+      assert.equal(2, n)
+    end)
+
+    it("follows a nextLink relative to the request URL", function()
+      local page = '{"value":[{"id":"first"}],"@odata.nextLink":"DeviceAuthenticatedScanAgents?$skip=1"}'
+      s:control{ faults = { { route = "agents", status = 200, body = page, content_type = "application/json",
+                              count = 1 } } }
+      local ids = {}
+      for item in new():each("GET", "/api/DeviceAuthenticatedScanAgents") do
+        ids[#ids + 1] = item.id
+        assert.is_true(#ids <= 10)
+      end
+      assert.equal("first", ids[1])
+      assert.equal(3, #ids) -- then agents 2 and 3 of the server, from $skip=1
     end)
 
     it("stops with an error when nextLink loops", function()

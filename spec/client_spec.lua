@@ -194,6 +194,19 @@ describe("mde client against the local server", function()
       assert.matches("unknown option 'colour'", err.message, 1, true)
     end)
 
+    it("shows a proxy without its password", function()
+      local client = new{ proxy = "http://svc:Pr0xyPassw0rd@127.0.0.1:3128" }
+      assert.equal("http://svc:<redacted>@127.0.0.1:3128", client.options.proxy)
+    end)
+
+    it("takes a transport object without a clock of its own", function()
+      local core = require "mde.core"
+      local h = core.new()
+      local client = new{ transport = { send = function(_, req) return h:perform(req) end } }
+      assert.equal(1, #assert(client:scan_history_by_session(SEED_SESSION)))
+      h:close()
+    end)
+
     it("never shows a secret in tostring(client)", function()
       local client = new{ client_secret = "super-secret-123" }
       assert.is_nil(tostring(client):find("super-secret-123", 1, true))

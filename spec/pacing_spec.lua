@@ -63,6 +63,25 @@ describe("mde.pacing", function()
     assert.near(10.05, pacing.reserve(s, "k", windows, now(), 100), 1e-9)
   end)
 
+  it("keeps windows of one length but different limits apart", function()
+    local now = clock()
+    local s = store.new(now)
+    for _ = 1, 3 do assert.equal(0, pacing.reserve(s, "k", { { limit = 3, window = 10 } }, now(), 100)) end
+    -- another client of the same app with a stricter list: its own ring, its own verdict
+    local windows = { { limit = 1, window = 10 } }
+    assert.equal(0, pacing.reserve(s, "k", windows, now(), 100))
+    assert.near(10.05, pacing.reserve(s, "k", windows, now(), 100), 1e-9)
+  end)
+
+  it("draws backoff jitter from the system, different in every process", function()
+    local cmd = [[lua5.4 -e 'package.path="lua/?.lua;"..package.path; ]]
+      .. [[package.cpath="build/lua5.4/?.so;"..package.cpath; print(require("mde.pipeline").random())' 2>&1]]
+    local function draw() local p = io.popen(cmd); local v = p:read("*a"); p:close(); return v end
+    local a, b = draw(), draw()
+    assert.truthy(tonumber(a), a)
+    assert.not_equal(a, b)
+  end)
+
   it("holds every request of a budget after a 429", function()
     local now = clock()
     local s = store.new(now)

@@ -39,6 +39,16 @@ describe("reliability", function()
       assert.is_true(#events_of(events, "throttle") >= 2)
     end)
 
+    it("keeps separate budgets for token-only clients of different tenants", function()
+      local rl = { { limit = 1, window = 60 } }
+      local a = new{ token = s:issue_token{}, tenant_id = NONE, client_id = NONE, client_secret = NONE,
+                     rate_limit = rl, store = require("mde.store").default(core.now) }
+      local b = new{ token = s:issue_token{}, tenant_id = NONE, client_id = NONE, client_secret = NONE,
+                     rate_limit = rl, store = require("mde.store").default(core.now) }
+      assert(a:scan_history_by_session(SEED_SESSION))
+      assert(b:scan_history_by_session(SEED_SESSION))
+    end)
+
     it("fails fast with throttled when the wait would pass the deadline", function()
       local client = new{ rate_limit = { { limit = 1, window = 60 } } }
       assert(client:scan_history_by_session(SEED_SESSION))
@@ -135,6 +145,26 @@ describe("reliability", function()
       assert.is_nil(r)
       assert.equal("http", err.kind)
       assert.equal(3, s:stats().routes.history_by_session)
+    end)
+
+    it("bounds a slow token request by the call's deadline", function()
+      s:control{ token_delay = 3 }
+      local t0 = core.now()
+      local r, err = new{ deadline = 0.8 }:scan_history_by_session(SEED_SESSION)
+      assert.is_nil(r)
+      assert.equal("timeout", err.kind)
+      assert.is_true(core.now() - t0 < 1.5, "took " .. (core.now() - t0))
+    end)
+
+    it("gives a named call one deadline for all its batches", function()
+      s:control{ delay = 1 }
+      local ids = {}
+      for k = 1, 5 do ids[k] = server.data.synthetic_session_id(k) end
+      local t0 = core.now()
+      local r, err = new{ batch_size = 1, concurrency = 1, deadline = 2.5 }:scan_history_by_session(ids)
+      assert.is_nil(r)
+      assert.equal("timeout", err.kind)
+      assert.is_true(core.now() - t0 < 3.5, "took " .. (core.now() - t0))
     end)
 
     it("never lets retries pass the deadline", function()
@@ -242,6 +272,7 @@ describe("reliability", function()
 
     it("checks every option of mde.new", function()
       local bad = {
+        { timeout = math.huge }, { connect_timeout = 0 / 0 }, { deadline = -1 },
         { timeout = -1 }, { retries = 1.5 }, { rate_limit = { { limit = 0, window = 1 } } }, { page_size = 5000 },
         { insecure = "yes" }, { logger = "print" }, { cloud = "moon" }, { region = "mars" },
         { base_url = "ftp://x" }, { certificate = { key_file = "/nonexistent", cert_file = "/nonexistent" } },

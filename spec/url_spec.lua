@@ -5,6 +5,10 @@ describe("mde.url", function()
     assert.equal("a%20b%2Fc%3F%26~$", url.escape("a b/c?&~$"))
   end)
 
+  it("writes whole numbers without a fraction", function()
+    assert.equal("$skip=20&$top=10&x=1.5", url.encode{ ["$top"] = 10.0, ["$skip"] = 20.0, x = 1.5 })
+  end)
+
   it("encodes forms with sorted keys", function()
     assert.equal("$top=10&a=x%3Dy&b=1&b=2", url.encode{ a = "x=y", ["$top"] = 10, b = { 1, 2 } })
   end)
@@ -28,7 +32,16 @@ describe("mde.url", function()
     assert.equal("https://h:1/x?y", url.resolve("https://h:1/a/b?c", "/x?y"))
     assert.equal("https://o/x", url.resolve("https://h:1/a", "https://o/x"))
     assert.equal("https://o/x", url.resolve("https://h:1/a", "//o/x"))
-    assert.is_nil(url.resolve("https://h:1/a", "x"))
+    -- relative references (OData allows nextLinks relative to the request URL)
+    local base = "https://h:1/api/DeviceAuthenticatedScanAgents?$top=2"
+    assert.equal("https://h:1/api/DeviceAuthenticatedScanAgents?$skip=2",
+                 url.resolve(base, "DeviceAuthenticatedScanAgents?$skip=2"))
+    assert.equal("https://h:1/api/DeviceAuthenticatedScanAgents?$skip=4", url.resolve(base, "?$skip=4"))
+    assert.equal("https://h:1/z", url.resolve(base, "../z"))
+    assert.equal("https://h:1/z", url.resolve(base, "../../../z"))
+    assert.equal("https://h:1/api/c", url.resolve(base, "a/../c"))
+    assert.equal("https://h:1/x", url.resolve("https://h:1/a", "x"))
+    assert.is_nil(url.resolve("not a url", "x"))
   end)
 
   it("appends queries", function()

@@ -31,11 +31,16 @@ function M.endpoint(c)
 end
 
 
--- the key of a client's token in the store, made once per client
+-- The key of a client's token in the store, made once per client. It names the credential
+-- too (a digest, never the credential): a client with a wrong or revoked secret must not be
+-- handed the token that another client of the same app fetched.
 local function cache_key(c, p)
   local key = p.token_key
   if not key then
+    local credential = p.certificate and ("cert:" .. p.certificate.x5t_s256)
+      or ("secret:" .. require("mde.core").sha256(p.client_secret))
     key = "mde:token:" .. c.authority .. "|" .. c.tenant_id .. "|" .. c.client_id .. "|" .. c.scope
+      .. "|" .. credential
     p.token_key = key
   end
   return key
@@ -48,7 +53,7 @@ end
 
 
 -- Ask the login service for a token. Returns token, expires_in or nil, err.
-local function fetch(c, p, pipeline)
+local function fetch(c, p, pipeline, deadline)
   local endpoint = M.endpoint(c)
   local form = {
     grant_type = "client_credentials",
@@ -70,6 +75,7 @@ local function fetch(c, p, pipeline)
     method = "POST", url = endpoint, body = url.encode(form),
     headers = { "Content-Type: application/x-www-form-urlencoded" },
     auth = false, pace = false, safe = true, raw = true, what = "token request",
+    deadline_at = deadline,
   })
   form = nil -- luacheck: ignore (drop the secret early)
   if not resp then
@@ -97,9 +103,10 @@ end
 
 
 --- The token for the next request.
--- @param c the client, @param p its private state, @param force drop the cached token first
+-- @param c the client, @param p its private state, @param force drop the cached token first,
+-- @param deadline the absolute time the caller's call must end by (bounds a token request)
 -- @return token, or nil and an error object
-function M.token(c, p, force)
+function M.token(c, p, force, deadline)
   if p.static_token then
     return p.static_token
   end
@@ -138,7 +145,7 @@ function M.token(c, p, force)
     end
   end
   local expires_in, err
-  token, err = fetch(c, p, require "mde.pipeline")
+  token, err = fetch(c, p, require "mde.pipeline", deadline)
   if token then
     expires_in = err
     store:set(key, token, max(keep_for(expires_in), 0.5))

@@ -40,7 +40,7 @@ M.DEFAULTS = {
   backoff = { base = 0.5, cap = 30 },
 }
 
-local function positive(v) return type(v) == "number" and v > 0 end
+local function positive(v) return type(v) == "number" and v > 0 and v < math.huge end
 local function whole(v) return type(v) == "number" and v >= 0 and v % 1 == 0 end
 local function nonempty(v) return type(v) == "string" and v ~= "" end
 
@@ -58,9 +58,9 @@ local CHECKS = {
   base_url = { function(v) return url.split(v) ~= nil end, "an absolute http(s) URL" },
   authority = { function(v) return url.split(v) ~= nil end, "an absolute http(s) URL" },
   scope = { nonempty, "a non-empty string" },
-  timeout = { positive, "a positive number of seconds" },
-  connect_timeout = { positive, "a positive number of seconds" },
-  deadline = { positive, "a positive number of seconds" },
+  timeout = { positive, "a positive, finite number of seconds" },
+  connect_timeout = { positive, "a positive, finite number of seconds" },
+  deadline = { positive, "a positive, finite number of seconds" },
   ca_file = { nonempty, "a file path" },
   insecure = { function(v) return type(v) == "boolean" end, "a boolean" },
   proxy = { nonempty, "a proxy URL" },
@@ -119,10 +119,12 @@ function M.new(opts)
   local o = {}
   for k, v in pairs(M.DEFAULTS) do o[k] = v end
   for _, k in ipairs{ "timeout", "connect_timeout", "deadline", "retries", "max_body", "page_size",
-                      "batch_size", "concurrency", "user_agent", "backoff", "ca_file", "proxy" } do
+                      "batch_size", "concurrency", "user_agent", "backoff", "ca_file" } do
     if opts[k] ~= nil then o[k] = opts[k] end
   end
   o.insecure = opts.insecure == true
+  -- "http://user:password@host:port" shows as "http://user:<redacted>@host:port"
+  o.proxy = opts.proxy and (opts.proxy:gsub("^(%a[%w+.-]*://[^/@:]*):[^/@]*@", "%1:<redacted>@"))
 
   -- credentials: exactly one source
   local sources = {}
@@ -141,7 +143,9 @@ function M.new(opts)
   end
 
   local transport_mod = opts.transport or default_transport()
-  local now, sleep = transport_mod.now, transport_mod.sleep
+  -- a transport object may bring its own clock (the nginx one does); otherwise the C core's
+  local core = require "mde.core"
+  local now, sleep = transport_mod.now or core.now, transport_mod.sleep or core.sleep
 
   local certificate
   if opts.certificate then
@@ -195,7 +199,11 @@ function M.new(opts)
     store = opts.store or (transport_mod.default_store and transport_mod.default_store())
       or storemod.default(now),
     windows = windows,
-    pace_key = "mde:pace:" .. (opts.tenant_id and (opts.tenant_id .. "|" .. (opts.client_id or "")) or where.base_url),
+    -- the service counts calls per app and tenant: so does the budget, when they are known;
+    -- a client with only a token (and no tenant_id/client_id) has a budget of its own
+    pace_key = "mde:pace:" .. ((opts.tenant_id and opts.client_id) and (opts.tenant_id .. "|" .. opts.client_id)
+      or ("client:" .. core.base64url(core.random_bytes(12)))),
+    proxy = opts.proxy, -- (may hold credentials: options.proxy shows it without them)
     transport = transport,
     now = now,
     sleep = sleep,
@@ -236,12 +244,24 @@ local function check_ids(ids, what)
       return errors.invalid("%s: IDs must be a list (found key %s)", what, tostring(k))
     end
   end
+  local seen, unique = {}, nil
   for i = 1, n do
-    if type(ids[i]) ~= "string" or ids[i] == "" then
-      return errors.invalid("%s: ID #%d must be a non-empty string, got %s", what, i, type(ids[i]))
+    local id = ids[i]
+    if type(id) ~= "string" or id == "" then
+      return errors.invalid("%s: ID #%d must be a non-empty string, got %s", what, i, type(id))
+    end
+    -- each ID once, in the order first given: one record per ID however the IDs are batched
+    if seen[id] then
+      if not unique then
+        unique = {}
+        for j = 1, i - 1 do unique[j] = ids[j] end
+      end
+    else
+      seen[id] = true
+      if unique then unique[#unique + 1] = id end
     end
   end
-  return ids
+  return unique or ids
 end
 
 
@@ -395,7 +415,7 @@ end
 local function page_iterator(c, r, page_size, first)
   local fetch = function(u)
     return pipeline.call(c, { method = r.method, url = u, body = r.body, headers = r.headers,
-      safe = r.safe, deadline = r.deadline, expect = "json" })
+      safe = r.safe, deadline = r.deadline, deadline_at = r.deadline_at, expect = "json" })
   end
   return paging.iterate(fetch, r.url, r.query, {
     page_size = page_size,
@@ -453,14 +473,15 @@ end
 -- How a listing is fetched: the request, and the page size: n pages with $top/$skip
 -- (all = true), false follows nextLinks only (the by-session call, whose answer the IDs
 -- bound), nil takes one page as the API gives it.
-local function plan(c, e, body, opts)
+-- `deadline_at`: when the whole named call must end (nil: each request has its own deadline).
+local function plan(c, e, body, opts, deadline_at)
   local query = {}
   if opts.query then for k, v in pairs(opts.query) do query[k] = v end end
   if opts.top then query["$top"] = opts.top end
   if opts.skip then query["$skip"] = opts.skip end
   local r = {
     method = e.method, url = c.base_url .. e.path, query = query, headers = NO_HEADERS,
-    body = body, safe = e.safe, endpoint = e,
+    body = body, safe = e.safe, endpoint = e, deadline_at = deadline_at,
   }
   local page_size
   if opts.all then
@@ -475,7 +496,7 @@ end
 -- The call that fetches the first page of a plan.
 local function first_call(r, page_size)
   return { method = r.method, url = paging.first_url(r.url, r.query, page_size), body = r.body,
-           headers = r.headers, safe = r.safe, expect = "json" }
+           headers = r.headers, safe = r.safe, expect = "json", deadline_at = r.deadline_at }
 end
 
 
@@ -517,13 +538,15 @@ local function by_ids(c, name, ids, opts, what)
   opts, err = check_list_opts(opts, what)
   if not opts then return nil, err end
   local parts = batches(list, opts.batch_size or c.options.batch_size)
+  -- one deadline for the whole call, all its batches and pages
+  local deadline_at = pipeline.state[c].now() + c.options.deadline
   if #parts == 1 then -- the common case: one request, nothing to plan ahead
-    local r, page_size = plan(c, e, cjson.encode{ [e.body_key] = parts[1] }, opts)
+    local r, page_size = plan(c, e, cjson.encode{ [e.body_key] = parts[1] }, opts, deadline_at)
     return collect(c, r, page_size, {})
   end
   local plans, sizes, firsts = {}, {}, {}
   for b = 1, #parts do
-    plans[b], sizes[b] = plan(c, e, cjson.encode{ [e.body_key] = parts[b] }, opts)
+    plans[b], sizes[b] = plan(c, e, cjson.encode{ [e.body_key] = parts[b] }, opts, deadline_at)
   end
   if #parts > 1 and c.options.concurrency > 1 then
     local calls = {}
@@ -626,7 +649,8 @@ local function listing(c, name, opts, what)
   opts, err = check_list_opts(opts, what)
   if not opts then return nil, err end
   if opts.batch_size then return errors.invalid("%s: 'batch_size' applies to calls that take IDs", what) end
-  local r, page_size = plan(c, scans.endpoints[name], nil, opts)
+  local r, page_size = plan(c, scans.endpoints[name], nil, opts,
+    pipeline.state[c].now() + c.options.deadline)
   return collect(c, r, page_size, {})
 end
 

@@ -32,12 +32,14 @@ local function keys_of(key)
   return k
 end
 
+-- a ring per (limit, window): two windows of one length but different limits never share one
 local function window_keys(k, key, w)
-  local wk = k[w.window]
+  local id = tostring(w.limit) .. "/" .. tostring(w.window)
+  local wk = k[id]
   if not wk then
-    local prefix = key .. ":" .. tostring(w.window) .. ":"
+    local prefix = key .. ":" .. id .. ":"
     wk = { seq = prefix .. "seq", prefix = prefix, slot = {} }
-    k[w.window] = wk
+    k[id] = wk
   end
   return wk
 end
@@ -59,10 +61,11 @@ end
 -- @param now    current time in seconds
 -- @param max_wait the longest wait the caller accepts
 -- @return wait (seconds, >= 0) and a ticket for `settle`, or nil and the wait that would be needed
+-- (or nil, 0 and a message when the store could not be locked)
 function M.reserve(store, key, windows, now, max_wait)
   local k = keys_of(key)
   local unlock, err = store:lock(k.lock, max_wait)
-  if not unlock then return nil, 0, err end
+  if not unlock then return nil, 0, err or "lock failed" end
   local t = now
   local blocked = store:get(k.blocked)
   if blocked and blocked > t then t = blocked end
@@ -83,7 +86,7 @@ function M.reserve(store, key, windows, now, max_wait)
   local ticket = {}
   for i = 1, #windows do
     local w = windows[i]
-    local wk = k[w.window]
+    local wk = window_keys(k, key, w)
     local slot = slot_key(wk, seqs[i] % w.limit)
     store:set(slot, t, w.window + 1 + wait)
     store:set(wk.seq, seqs[i] + 1, w.window + 1 + wait)

@@ -64,12 +64,27 @@ function M.more(body, query, page_size)
 end
 
 
+-- What tells a page from the next one: its size and the ids of its first and last items
+-- (nil when items carry no id). Two pages in a row with one fingerprint mean a service that
+-- ignores $skip (or a nextLink that does not advance): the quirk that makes clients loop.
+local function identity(item)
+  if type(item) ~= "table" then return nil end
+  local id = item.id or item.SessionIds or item.Id or item.machineId
+  return (type(id) == "string" or type(id) == "number") and tostring(id) or nil
+end
+
+local function fingerprint(items)
+  local first, last = identity(items[1]), identity(items[#items])
+  return first and last and (#items .. "|" .. first .. "|" .. last) or nil
+end
+
+
 function M.iterate(fetch, base, query, o)
   query = first_query(query, o.page_size)
   local top = tonumber(query["$top"])
   local skip = tonumber(query["$skip"]) or 0
   local next_url = url.with_query(base, query)
-  local fetched, pages, done, linked = {}, 0, false, false
+  local fetched, pages, done, linked, previous = {}, 0, false, false, nil
   local first = o.first -- a first page already fetched
 
   local function fail(e)
@@ -96,6 +111,13 @@ function M.iterate(fetch, base, query, o)
       done = true
       return nil
     end
+    local fp = fingerprint(items)
+    if fp and fp == previous then
+      return fail(errors.new{ kind = "http", code = "PagingLoop", status = resp.status,
+        message = ("page %d repeats page %d (%s): the service does not advance; stopped instead of looping"):format(
+          pages, pages - 1, next_url) })
+    end
+    previous = fp
     skip = skip + n
     if type(link) == "string" and link ~= "" then
       local resolved = url.resolve(next_url, link)

@@ -7,7 +7,7 @@
 -- time by `call`, or several at once by `call_all`.
 
 local type, tostring, setmetatable = type, tostring, setmetatable
-local min, max, random = math.min, math.max, math.random
+local min, max = math.min, math.max
 
 local core = require "mde.core"
 local errors = require "mde.errors"
@@ -48,6 +48,15 @@ end
 local function retryable_status(status)
   return status == 429 or status == 500 or status == 502 or status == 503 or status == 504
 end
+
+
+-- A uniform number in [0, 1) from the system's CSPRNG: math.random is not seeded on Lua 5.1-5.3
+-- and LuaJIT, so every process would draw the same "random" backoffs and retry in step.
+local function random()
+  local b1, b2, b3, b4, b5, b6 = core.random_bytes(6):byte(1, 6)
+  return (((((b1 * 256 + b2) * 256 + b3) * 256 + b4) * 256 + b5) * 256 + b6) / 2 ^ 48
+end
+M.random = random
 
 
 -- Full-jitter exponential backoff: uniform in [0, min(cap, base * 2^(n-1))].
@@ -93,7 +102,7 @@ local function start(c, spec)
   return {
     c = c, p = p, spec = spec, base = base,
     method = spec.method, target = spec.url, body = spec.body, headers = headers,
-    deadline = p.now() + (spec.deadline or c.options.deadline),
+    deadline = spec.deadline_at or (p.now() + (spec.deadline or c.options.deadline)),
     retries = spec.safe and c.options.retries or 0,
     attempt = 0, refreshed = false, redirects = 0,
     what = spec.what or spec.method,
@@ -113,15 +122,24 @@ local function prepare(st)
   local token
   if st.spec.auth ~= false then
     local err
-    token, err = auth.token(c, p)
+    token, err = auth.token(c, p, false, st.deadline)
     if not token then return nil, err end
     st.token = token
+    t = now() -- a token request may have taken a while
+    if t >= st.deadline then
+      return nil, errors.new{ kind = "timeout", message = st.what .. ": the call's deadline passed" }
+    end
   end
   local wait = 0
   if st.spec.pace ~= false and p.windows then
     local needed
-    wait, needed = pacing.reserve(p.store, p.pace_key, p.windows, t, st.deadline - t)
+    local lock_err
+    wait, needed, lock_err = pacing.reserve(p.store, p.pace_key, p.windows, t, st.deadline - t)
     if wait then st.ticket = needed end
+    if lock_err then
+      return nil, errors.new{ kind = "timeout",
+        message = st.what .. ": the shared pacing state could not be locked (" .. tostring(lock_err) .. ")" }
+    end
     if not wait then
       return nil, errors.new{ kind = "throttled", retry_after = needed,
         message = ("%s: the client-side rate limit needs a %.1f s wait, past the call's deadline"):format(
@@ -143,7 +161,7 @@ local function prepare(st)
     -- no attempt may outlive the deadline
     timeout = min(o.timeout, max(st.deadline - t - wait, 0.001)),
     connect_timeout = o.connect_timeout, ca_file = o.ca_file, insecure = o.insecure,
-    proxy = o.proxy, user_agent = o.user_agent, max_body = o.max_body,
+    proxy = p.proxy, user_agent = o.user_agent, max_body = o.max_body,
   }, wait
 end
 
@@ -191,7 +209,9 @@ local function judge(st, resp, facts, elapsed)
     local wait
     if status == 429 then
       local ra = e.retry_after
-      if ra and p.windows then pacing.block(p.store, p.pace_key, now() + ra + RETRY_AFTER_MARGIN, now()) end
+      if ra and p.windows and st.spec.pace ~= false then -- (the login service's 429 is not the API's)
+        pacing.block(p.store, p.pace_key, now() + ra + RETRY_AFTER_MARGIN, now())
+      end
       wait = ra and (ra + RETRY_AFTER_MARGIN) or max(1, backoff(o, st.attempt + 1))
     else
       wait = e.retry_after or backoff(o, st.attempt)

@@ -18,6 +18,15 @@ function M.escape(s)
 end
 
 
+-- A query value as text: whole numbers without a fraction ($top=10, never 10.0 on Lua 5.3+).
+local function value(v)
+  if type(v) == "number" and v % 1 == 0 and v > -2 ^ 53 and v < 2 ^ 53 then
+    return ("%d"):format(v)
+  end
+  return v
+end
+
+
 --- Encode a table as `k=v&...` (sorted keys, so requests are reproducible).
 -- List values repeat the key.
 function M.encode(t)
@@ -29,9 +38,9 @@ function M.encode(t)
     local k = keys[i]
     local v = t[k]
     if type(v) == "table" then
-      for j = 1, #v do out[#out + 1] = M.escape(k) .. "=" .. M.escape(v[j]) end
+      for j = 1, #v do out[#out + 1] = M.escape(k) .. "=" .. M.escape(value(v[j])) end
     else
-      out[#out + 1] = M.escape(k) .. "=" .. M.escape(v)
+      out[#out + 1] = M.escape(k) .. "=" .. M.escape(value(v))
     end
   end
   return concat(out, "&")
@@ -70,19 +79,37 @@ function M.origin(u)
 end
 
 
---- Resolve `ref` (absolute, or a path starting with "/") against `base`.
+--- Resolve a reference against the URL `base` (RFC 3986, 5.2): absolute, network-path
+-- ("//host/..."), absolute-path ("/..."), query-only ("?...") and relative-path ("a/b",
+-- "../a") references, dot segments removed.
 function M.resolve(base, ref)
-  if type(ref) ~= "string" then return nil end
-  if ref:match("^%a[%w+.-]*://") then return ref end
-  if ref:sub(1, 2) == "//" then
-    local scheme = M.split(base)
-    return scheme and (scheme .. ":" .. ref)
+  if type(ref) ~= "string" or type(base) ~= "string" then return nil end
+  if ref:match("^%a[%w+.-]*:") then return ref end
+  local scheme, authority, path, query = base:match("^(%a[%w+.-]*:)(//[^/?#]*)([^?#]*)(%??[^#]*)")
+  if not scheme then return nil end
+  ref = ref:gsub("#.*$", "")
+  if ref:sub(1, 2) == "//" then return scheme .. ref end
+  if ref == "" then return scheme .. authority .. path .. query end
+  if ref:sub(1, 1) == "?" then return scheme .. authority .. path .. ref end
+  local rpath, rquery = ref:match("^([^?]*)(.*)$")
+  if rpath:sub(1, 1) ~= "/" then
+    -- merge: the base path up to its last "/", then the reference's path
+    rpath = (path ~= "" and path:match("^(.*/)") or "/") .. rpath
   end
-  if ref:sub(1, 1) == "/" then
-    local origin = base:match("^(%a[%w+.-]*://[^/?#]*)")
-    return origin and (origin .. ref)
+  -- remove dot segments
+  local out = {}
+  for seg in (rpath .. "/"):gmatch("([^/]*)/") do
+    if seg == ".." then
+      if #out > 1 then out[#out] = nil end
+    elseif seg ~= "." then
+      out[#out + 1] = seg
+    end
   end
-  return nil
+  local last = rpath:match("([^/]*)$")
+  if last == "." or last == ".." then out[#out + 1] = "" end
+  local joined = table.concat(out, "/")
+  if joined:sub(1, 1) ~= "/" then joined = "/" .. joined end
+  return scheme .. authority .. joined .. rquery
 end
 
 
