@@ -37,6 +37,171 @@ local function shell(cmd)
 end
 
 
+-- A throwaway HTTP/1.1 server for what nginx will not send: raw response bytes per path
+-- (a header line past libcurl's limit, obsolete line folding, a Content-Length it never
+-- keeps to). Loopback only; it exits by itself after `lifetime` seconds, and stop() ends it
+-- by its pid before that.
+local RAW_SERVER = [==[
+import os, socket, sys, threading, time
+CL = b"Connection: close\r\n"
+R = {
+  "/ok": b"HTTP/1.1 200 OK\r\n" + CL + b"Content-Type: text/plain\r\nContent-Length: 2\r\n\r\nok",
+  "/bigline": b"HTTP/1.1 200 OK\r\n" + CL + b"X-Big: " + b"a" * 150000 + b"\r\nContent-Length: 2\r\n\r\nok",
+  "/fold": b"HTTP/1.1 200 OK\r\n" + CL + b"X-A: one\r\n  two\r\nX-B:\r\n\tcont\r\nX-C: a\r\nX-C:\r\n  b\r\n"
+           b"X-D:\r\nContent-Length: 2\r\n\r\nok",
+  "/announce": b"HTTP/1.1 200 OK\r\n" + CL + b"Content-Type: application/json\r\n"
+               b"Content-Length: 1073741824\r\n\r\n{}",
+}
+def handle(c):
+    try:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            d = c.recv(65536)
+            if not d:
+                return
+            data += d
+        c.sendall(R.get(data.split(b" ")[1].decode(), b"HTTP/1.1 404 NF\r\n" + CL + b"Content-Length: 0\r\n\r\n"))
+        c.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+    finally:
+        c.close()
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen(64)
+s.settimeout(0.2)
+with open(sys.argv[1] + ".tmp", "w") as f:
+    f.write(str(s.getsockname()[1]))
+os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+end = time.time() + float(sys.argv[2])
+while time.time() < end:
+    try:
+        c, _ = s.accept()
+    except socket.timeout:
+        continue
+    c.settimeout(10)
+    threading.Thread(target=handle, args=(c,), daemon=True).start()
+]==]
+
+local function start_raw_server(lifetime)
+  local portfile = os.tmpname()
+  os.remove(portfile)
+  local p = assert(io.popen(certs.CLEAN_ENV .. "sh -c " .. certs.sh_quote(
+    '/usr/bin/python3 -c "$1" "$2" "$3" >/dev/null 2>&1 & echo $!') .. " sh "
+    .. certs.sh_quote(RAW_SERVER) .. " " .. certs.sh_quote(portfile) .. " " .. tostring(lifetime or 120)))
+  local pid = assert(tonumber(p:read("*l")), "no pid")
+  p:close()
+  local port
+  for _ = 1, 100 do
+    local text = server.read_file(portfile)
+    port = text and tonumber(text)
+    if port then break end
+    server.sleep(0.05)
+  end
+  os.remove(portfile)
+  assert(port, "the raw server did not start")
+  return {
+    url = function(_, path) return "http://127.0.0.1:" .. port .. path end,
+    stop = function() if server.alive(pid) then os.execute("kill " .. pid .. " 2>/dev/null") end end,
+  }
+end
+
+
+-- Garbage whose finalizer calls fn(); until fn returns true it leaves another such object
+-- behind, so one is always waiting for the end of the current GC cycle, which comes at some
+-- allocation: possibly one in the middle of a call of mde.core.
+local function finalizer_chain(fn)
+  local function make()
+    local function on_gc() if not fn() then make() end end
+    if newproxy then                              -- 5.1, LuaJIT: only userdata have __gc
+      getmetatable(newproxy(true)).__gc = on_gc
+    else
+      setmetatable({}, { __gc = on_gc })
+    end
+  end
+  make()
+end
+
+
+-- runs fn with GC cycles ending often, then restores the collector
+local function with_eager_gc(fn)
+  local ok, err
+  if _VERSION == "Lua 5.4" then
+    -- generational, with a minor collection every 2 % of growth: cycles that cost little
+    -- (valgrind), each running the finalizers of what died young
+    local mode = collectgarbage("generational", 2, 100)
+    ok, err = pcall(fn)
+    collectgarbage(mode)
+  else
+    local pause = collectgarbage("setpause", 100)
+    local stepmul = collectgarbage("setstepmul", 400)
+    ok, err = pcall(fn)
+    collectgarbage("setpause", pause)
+    collectgarbage("setstepmul", stepmul)
+  end
+  collectgarbage()
+  if not ok then error(err, 0) end
+end
+
+
+-- the process's peak virtual size in KiB (Linux), or nil
+local function vm_peak_kb()
+  local status = server.read_file("/proc/self/status")
+  return status and tonumber(status:match("VmPeak:%s*(%d+)"))
+end
+
+
+-- A C program that loads mde.core in 8 Lua states on 8 threads at once, built with
+-- ThreadSanitizer from src/ (so it needs no build of the module): luaopen_mde_core must not
+-- touch memory shared by the states without the once-only initialisation's ordering.
+local TSAN_HARNESS = [==[
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <lualib.h>
+#include "mde.h"
+static char want[512];
+static int bad;
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static void *load(void *arg)
+{
+	int i;
+	(void)arg;
+	for (i = 0; i < 20; i++) {
+		lua_State *L = luaL_newstate();
+		luaL_openlibs(L);
+		lua_pushcfunction(L, luaopen_mde_core);
+		if (lua_pcall(L, 0, 1, 0) != LUA_OK || lua_getfield(L, -1, "curl_version") != LUA_TSTRING
+		    || strcmp(lua_tostring(L, -1), want) != 0) {
+			pthread_mutex_lock(&mu);
+			bad++;
+			pthread_mutex_unlock(&mu);
+		}
+		lua_close(L);
+	}
+	return NULL;
+}
+int main(void)
+{
+	pthread_t t[8];
+	int i;
+	lua_State *L = luaL_newstate();
+	luaL_openlibs(L);
+	lua_pushcfunction(L, luaopen_mde_core);
+	lua_call(L, 0, 1);
+	lua_getfield(L, -1, "curl_version");
+	snprintf(want, sizeof want, "%s", lua_tostring(L, -1));
+	lua_close(L);
+	for (i = 0; i < 8; i++)
+		pthread_create(&t[i], NULL, load, NULL);
+	for (i = 0; i < 8; i++)
+		pthread_join(t[i], NULL);
+	printf("mismatches %d\n", bad);
+	return bad != 0;
+}
+]==]
+
+
 describe("mde.core", function()
   it("has a version, libcurl's version and the JSON null", function()
     assert.equal("0.1.0", core._VERSION)
@@ -204,6 +369,21 @@ describe("mde.core", function()
         assert.equal("integer", math.type(core.decode("7")))
         assert.equal("integer", math.type(core.decode("-9223372036854775808")))
         assert.equal("float", math.type(core.decode("9223372036854775808")))
+      end
+    end)
+
+    it("keeps -0 a float, with its sign", function()
+      local v = core.decode('{"a":-0,"b":-0.0,"c":[-0.0],"z":0}')
+      assert.equal(-math.huge, 1 / v.a)
+      assert.equal(-math.huge, 1 / v.b)
+      assert.equal(-math.huge, 1 / v.c[1])
+      assert.equal(-math.huge, 1 / core.decode("-0.0"))
+      assert.equal(math.huge, 1 / v.z)
+      if HAS_INTEGERS then
+        assert.equal("float", math.type(v.a))
+        assert.equal("float", math.type(v.c[1]))
+        assert.equal("float", math.type(core.decode("-0")))
+        assert.equal("integer", math.type(v.z))
       end
     end)
 
@@ -510,6 +690,238 @@ describe("mde.core", function()
              { { url = s.base_url }, { url = s.base_url } })
       assert.same({}, core.perform_all({}, {}))
       a:close()
+    end)
+  end)
+
+  describe("re-entered by finalizers in the middle of a call", function()
+    -- In Lua any allocation may run pending __gc finalizers, so Lua code runs inside
+    -- perform and perform_all while they build the response. Whatever it does to the
+    -- handles in use, the call finishes on them: a perform on one raises "in use", a
+    -- close waits for the end of the call. The sanitizer and valgrind runs check that
+    -- nothing is read after it is freed.
+    local s, token, req
+    local ITEMS = 2000    -- decoding that many objects lets the collector end a cycle inside the call
+
+    setup(function()
+      s = server.start{}
+      token = s:issue_token()
+      local items = {}
+      for i = 1, ITEMS do items[i] = '{"a":"x"}' end
+      s:control{ faults = { { route = "agents", status = 200, content_type = "application/json",
+                              body = '{"value":[' .. table.concat(items, ",") .. "]}" } } }
+      req = { url = s.base_url .. AGENTS, ca_file = s.ca_file, bearer = token, timeout = 10 }
+    end)
+    teardown(function() if s then s:stop() end end)
+
+    -- Runs call(state) up to 50 times under one finalizer chain, which runs once per GC
+    -- cycle and calls on_inside(state) the first time it finds state.inside set (the
+    -- response's decoding allocates enough to end a cycle or more). call returns false
+    -- when the finalizer ran before the call claimed its handles. Fails unless it ran
+    -- inside a call, after the claim, at least once.
+    local function inside_calls(on_inside, call)
+      local hits, state, over = 0, nil, false
+      finalizer_chain(function()
+        local st = state
+        if st and st.inside and not st.hit then
+          st.hit = true
+          st.seen = tostring(st.h)
+          on_inside(st)
+        end
+        return over
+      end)
+      with_eager_gc(function()
+        for _ = 1, 50 do
+          state = {}
+          local claimed = call(state) ~= false
+          if state.hit and claimed then
+            hits = hits + 1
+            assert.equal("mde.Handle (in use)", state.seen)
+          end
+          state = nil
+          if hits >= 3 then break end
+        end
+      end)
+      over = true
+      assert.truthy(hits > 0, "no finalizer ran inside a call")
+    end
+
+    local function assert_whole(r)
+      assert.equal(200, r.status)
+      assert.equal(ITEMS, #r.body.value)
+      assert.equal("x", r.body.value[ITEMS].a)
+      assert.equal(s.base_url .. AGENTS, r.url)
+      assert.truthy(r.headers["content-type"])
+    end
+
+    it("closes the handle in use when perform ends, with its response whole", function()
+      inside_calls(function(state) state.h:close() end, function(state)
+        state.h = core.new()
+        state.inside = true
+        local ok, r = pcall(state.h.perform, state.h, req)
+        state.inside = false
+        if not ok then
+          -- only when closed before the call claimed the handle
+          assert.truthy(tostring(r):find("attempt to use a closed mde.Handle", 1, true), r)
+        else
+          assert_whole(r)
+          if state.hit then assert.equal("mde.Handle (closed)", tostring(state.h)) end
+        end
+        state.h:close()
+        return ok
+      end)
+    end)
+
+    it("refuses a perform on the handle in use: mde.Handle is in use", function()
+      local h = core.new()
+      inside_calls(function(state)
+        state.err = select(2, pcall(h.perform, h, req))
+        state.all_err = select(2, pcall(core.perform_all, { h }, { req }))
+      end, function(state)
+        state.h = h
+        state.inside = true
+        local r = assert(h:perform(req))
+        state.inside = false
+        assert_whole(r)
+        if state.hit and state.seen ~= "mde.Handle (open)" then
+          assert.truthy(tostring(state.err):find("mde.Handle is in use", 1, true), state.err)
+          assert.truthy(tostring(state.all_err):find("item 1: mde.Handle is in use", 1, true), state.all_err)
+        end
+        -- seen idle: the finalizer ran before the call claimed the handle
+        return state.seen ~= "mde.Handle (open)"
+      end)
+      assert.equal("mde.Handle (open)", tostring(h))       -- idle again afterwards
+      assert_whole(assert(h:perform(req)))
+      h:close()
+    end)
+
+    it("keeps perform_all's handles alive and its results whole, whatever the finalizer does", function()
+      inside_calls(function(state)
+        local a = state.handles[1]
+        state.refused = not pcall(a.perform, a, req)
+        state.handles[2]:close()
+        -- the caller's table no longer holds handle 3: only the call keeps it
+        state.handles[3] = nil
+        state.reqs[1].headers = nil
+      end, function(state)
+        state.handles = { core.new(), core.new(), core.new() }
+        state.reqs = {}
+        for i = 1, 3 do
+          state.reqs[i] = { url = req.url, ca_file = req.ca_file, bearer = token, headers = { "X-N: " .. i } }
+        end
+        local two = state.handles[2]
+        state.h = state.handles[1]
+        state.inside = true
+        local ok, results = pcall(core.perform_all, state.handles, state.reqs)
+        state.inside = false
+        if not ok then
+          -- only when the finalizer ran before the call claimed the handles
+          assert.truthy(tostring(results):find("open mde.Handle expected", 1, true), results)
+        else
+          for i = 1, 3 do assert_whole(results[i].resp) end
+          if state.hit then
+            assert.is_true(state.refused)
+            assert.equal("mde.Handle (closed)", tostring(two))
+          end
+        end
+        for _, h in pairs(state.handles) do h:close() end
+        two:close()
+        return ok
+      end)
+    end)
+  end)
+
+  describe("against a raw server (what nginx will not send)", function()
+    local raw, h
+
+    setup(function()
+      raw = start_raw_server(120)
+      h = core.new()
+    end)
+    teardown(function()
+      h:close()
+      if raw then raw:stop() end
+    end)
+
+    it("reports a header line too long for libcurl as too_large, without raising", function()
+      local r, f = h:perform{ url = raw:url("/bigline"), timeout = 10 }
+      assert.is_nil(r)
+      assert.equal("too_large", f.kind)
+      assert.truthy(f.message:find("header", 1, true), f.message)
+      assert.equal(200, assert(h:perform{ url = raw:url("/ok"), timeout = 10 }).status)
+    end)
+
+    it("gives that header line's facts in perform_all, and the other results", function()
+      local handles = { core.new(), core.new(), core.new() }
+      local results = core.perform_all(handles, {
+        { url = raw:url("/ok"), timeout = 10, bearer = "SECRET-TOKEN-1" },
+        { url = raw:url("/bigline"), timeout = 10, bearer = "SECRET-TOKEN-2" },
+        { url = raw:url("/ok"), timeout = 10, bearer = "SECRET-TOKEN-3" },
+      })
+      assert.equal("ok", results[1].resp.body)
+      assert.is_nil(results[2].resp)
+      assert.equal("too_large", results[2].facts.kind)
+      assert.equal("ok", results[3].resp.body)
+      for i = 1, 3 do
+        assert.equal(200, assert(handles[i]:perform{ url = raw:url("/ok"), timeout = 10 }).status)
+        handles[i]:close()
+      end
+    end)
+
+    it("joins folded lines to the value they continue, an empty one without a leading space", function()
+      local r = assert(h:perform{ url = raw:url("/fold"), timeout = 10 })
+      assert.equal("one two", r.headers["x-a"])
+      assert.equal("cont", r.headers["x-b"])
+      assert.equal("a, b", r.headers["x-c"])
+      assert.equal("", r.headers["x-d"])
+    end)
+
+    it("does not reserve memory for the Content-Length a server announces", function()
+      local before = vm_peak_kb()
+      if not before then return pending("no /proc/self/status") end
+      -- 1 GiB announced, 2 bytes sent
+      local r, f = h:perform{ url = raw:url("/announce"), timeout = 10 }
+      assert.is_nil(r)
+      assert.equal("network", f.kind)
+      local grown = vm_peak_kb() - before
+      assert.truthy(grown < 256 * 1024, ("peak virtual size grew by %d KiB"):format(grown))
+      -- with max_body below the announcement: refused up front
+      r, f = h:perform{ url = raw:url("/announce"), timeout = 10, max_body = 1000 }
+      assert.is_nil(r)
+      assert.equal("too_large", f.kind)
+    end)
+
+    it("caps a timeout too long for libcurl instead of overflowing it", function()
+      -- as many seconds as there are milliseconds in a 64-bit long, and more
+      for _, secs in ipairs{ 2 ^ 63 / 1000, 2 ^ 63, 1e300 } do
+        local r, f = h:perform{ url = raw:url("/ok"), timeout = secs, connect_timeout = secs }
+        assert.is_nil(f)
+        assert.equal(200, r.status)
+      end
+      raises("field 'timeout': must be a positive", h.perform, h, { url = raw:url("/ok"), timeout = math.huge })
+    end)
+  end)
+
+  describe("loaded by many states at once", function()
+    it("reads libcurl's version text only inside the once-only initialisation (TSan)", function()
+      if shell("command -v clang >/dev/null && echo yes") ~= "yes" then return pending("no clang") end
+      local dir = shell("mktemp -d")
+      local src = dir .. "/harness.c"
+      local f = assert(io.open(src, "w"))
+      f:write(TSAN_HARNESS)
+      f:close()
+      local q = certs.sh_quote
+      local out = shell("clang -std=c99 -D_POSIX_C_SOURCE=200809L -O1 -g -fsanitize=thread -Isrc"
+        .. " $(pkg-config --cflags lua5.4 libcurl) -o " .. q(dir .. "/harness") .. " " .. q(src)
+        .. " src/*.c $(pkg-config --libs lua5.4 libcurl libcrypto) -lpthread 2>&1 && echo BUILT")
+      if not out:find("BUILT$") then
+        shell("rm -rf " .. q(dir))
+        error("cannot build the TSan harness (clang is installed): " .. out)
+      end
+      out = shell("TSAN_OPTIONS='halt_on_error=1 exitcode=66' " .. q(dir .. "/harness") .. " 2>&1; echo exit=$?")
+      shell("rm -rf " .. q(dir))
+      if out:find("FATAL: ThreadSanitizer", 1, true) then return pending("TSan cannot run here") end
+      assert.is_nil(out:find("WARNING: ThreadSanitizer", 1, true), out)
+      assert.truthy(out:find("mismatches 0\nexit=0", 1, true), out)
     end)
   end)
 

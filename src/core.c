@@ -5,11 +5,19 @@
  * not).
  *
  * h:perform(req) -> resp | nil, facts. Transport failures come back as
- * facts, never raised; misuse (a bad req table) raises. No Lua runs inside
- * the libcurl callbacks: they only fill C buffers owned by the handle.
+ * facts, never raised; misuse (a bad req table, a handle in use) and running
+ * out of memory raise. No Lua runs inside the libcurl callbacks: they only
+ * fill C buffers owned by the handle.
+ *
+ * Lua code can still run in the middle of a call: in Lua any allocation may
+ * run a GC step and with it pending __gc finalizers, which may close or use
+ * any handle. Hence the busy flag (handle.h), and the rule that nothing
+ * allocates a Lua object between checking a call's handle and request and
+ * the end of its transfer (mde_prepare).
  */
 #include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,9 +29,20 @@
 #error "mde.core needs libcurl 7.62 or later"
 #endif
 
-/* response headers past this are refused (below libcurl's own limit, so
- * the failure reads "too_large", not a generic write error) */
+/*
+ * The final response's header block is refused past this by on_header
+ * (kind "too_large"). libcurl has limits of its own, checked before the
+ * bytes reach on_header: one header line longer than CURL_MAX_HTTP_HEADER
+ * (100 KB) fails the transfer with CURLE_OUT_OF_MEMORY (CURLE_TOO_LARGE
+ * from 8.6), which kind_of reports as "too_large" too; and since 8.3 all
+ * the headers of a response, 1xx and CONNECT replies included, may not
+ * pass 300 KB, which this limit stays below.
+ */
 #define MAX_HEAD ((size_t)256 * 1024)
+/* the most on_body reserves up front for an announced Content-Length: the
+ * header is only the server's claim; past this the buffer doubles as the
+ * bytes really arrive */
+#define MAX_RESERVE ((size_t)16 * 1024 * 1024)
 /* buffers up to this size are kept for the next request: a paged listing
  * reuses the same few megabytes page after page instead of regrowing them */
 #define KEEP_BODY ((size_t)4 * 1024 * 1024)
@@ -93,12 +112,19 @@ static size_t on_body(char *data, size_t size, size_t n, void *ud)
 		return 0;
 	}
 	if (h->body.len == 0) {
-		/* the first bytes: room for the whole announced body at once, so a
-		 * large page is not copied again and again while the buffer doubles */
+		/* the first bytes: room for the announced body at once, so a large
+		 * page is not copied again and again while the buffer doubles; at
+		 * most max_body and MAX_RESERVE, whatever the server announces */
 		curl_off_t announced = -1;
 		if (curl_easy_getinfo(h->curl, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &announced) == CURLE_OK
-		    && announced > 0 && (uint64_t)announced <= (uint64_t)h->max_body)
-			(void)buf_reserve(&h->body, (size_t)announced);
+		    && announced > 0) {
+			size_t want = MAX_RESERVE;
+			if ((uint64_t)announced < (uint64_t)want)
+				want = (size_t)announced;
+			if (h->max_body < want)
+				want = h->max_body;
+			(void)buf_reserve(&h->body, want);
+		}
 	}
 	if (!buf_add(&h->body, data, len)) {
 		h->oom = 1;
@@ -129,7 +155,7 @@ static size_t on_header(char *data, size_t size, size_t n, void *ud)
 /* Request headers */
 
 /* The list may hold the bearer token: wipe it before it goes back to malloc. */
-static void drop_headers(mde_handle *h)
+void mde_drop_headers(mde_handle *h)
 {
 	struct curl_slist *l;
 	for (l = h->headers; l != NULL; l = l->next)
@@ -148,7 +174,7 @@ static int add_header(mde_handle *h, const char *line)
 }
 
 /* "Authorization: Bearer <token>" in a private copy, wiped once libcurl has
- * its own (which drop_headers wipes in turn). */
+ * its own (which mde_drop_headers wipes in turn). */
 static int add_bearer(mde_handle *h, const char *token, size_t len)
 {
 	static const char prefix[] = "Authorization: Bearer ";
@@ -166,6 +192,25 @@ static int add_bearer(mde_handle *h, const char *token, size_t len)
 	return ok;
 }
 
+/*
+ * the request table at idx -> its "headers" field pushed. Found by walking
+ * the table rather than by pushing the key: pushing a string may run a GC
+ * step, and mde_prepare must not allocate (see there). The keys are all
+ * strings (checked).
+ */
+static void push_header_list(lua_State *L, int idx)
+{
+	lua_pushnil(L);
+	while (lua_next(L, idx) != 0) {             /* ... key value */
+		if (strcmp(lua_tostring(L, -2), "headers") == 0) {
+			lua_remove(L, -2);
+			return;
+		}
+		lua_pop(L, 1);
+	}
+	lua_pushnil(L);
+}
+
 /* the request's header lines -> h->headers; 0 when out of memory */
 static int build_headers(lua_State *L, mde_handle *h, const mde_request *r)
 {
@@ -177,8 +222,7 @@ static int build_headers(lua_State *L, mde_handle *h, const mde_request *r)
 		return 0;
 	if (r->headers) {
 		size_t i, n;
-		lua_pushliteral(L, "headers");
-		lua_rawget(L, r->table);                    /* ... list (checked) */
+		push_header_list(L, r->table);              /* ... list (checked) */
 		n = lua_rawlen(L, -1);
 		for (i = 1; ok && i <= n; i++) {
 			lua_rawgeti(L, -1, (int)i);
@@ -194,17 +238,25 @@ static int build_headers(lua_State *L, mde_handle *h, const mde_request *r)
 
 #define SET(opt, val) do { \
 		if (rc == CURLE_OK) \
-			rc = curl_easy_setopt(c, (opt), (val)); \
+			rc = curl_easy_setopt(h->curl, (opt), (val)); \
 	} while (0)
 
-/* Sets h up for the checked request r; CURLE_OK or why not. */
+/*
+ * Claims the open, idle handle h (busy until mde_end) and sets it up for
+ * the checked request r; CURLE_OK or why not (h->oom when out of memory).
+ *
+ * Allocates no Lua object, so no finalizer runs between the caller's checks
+ * and the end of the transfer: the handle stays as checked and the request
+ * table as read into r (libcurl copies the strings of r, except the body,
+ * which the table keeps alive).
+ */
 CURLcode mde_prepare(lua_State *L, mde_handle *h, const mde_request *r)
 {
-	CURL *c = h->curl;
 	CURLcode rc = CURLE_OK;
 
-	curl_easy_reset(c); /* options only: connections, TLS sessions stay */
-	drop_headers(h);
+	h->busy = 1;
+	curl_easy_reset(h->curl); /* options only: connections, TLS sessions stay */
+	mde_drop_headers(h);
 	h->body.len = h->head.len = 0;
 	h->max_body = r->max_body;
 	h->decode = r->decode;
@@ -262,6 +314,10 @@ CURLcode mde_prepare(lua_State *L, mde_handle *h, const mde_request *r)
 	if (rc == CURLE_OK && !build_headers(L, h, r))
 		rc = CURLE_OUT_OF_MEMORY;
 	SET(CURLOPT_HTTPHEADER, h->headers);
+	/* here (unlike after a transfer) it is our own memory, or libcurl's
+	 * copy of our options: raise */
+	if (rc == CURLE_OUT_OF_MEMORY)
+		h->oom = 1;
 	return rc;
 }
 
@@ -269,9 +325,20 @@ CURLcode mde_prepare(lua_State *L, mde_handle *h, const mde_request *r)
 
 /* Results */
 
+/* what libcurl answers to a response header line too long for it (see
+ * MAX_HEAD): from a transfer, out of memory means that in practice */
+static int is_long_header(CURLcode rc)
+{
+#if LIBCURL_VERSION_NUM >= 0x080600
+	if (rc == CURLE_TOO_LARGE)
+		return 1;
+#endif
+	return rc == CURLE_OUT_OF_MEMORY;
+}
+
 static const char *kind_of(CURLcode rc, int too_large)
 {
-	if (too_large || rc == CURLE_FILESIZE_EXCEEDED)
+	if (too_large || rc == CURLE_FILESIZE_EXCEEDED || is_long_header(rc))
 		return "too_large";
 	switch (rc) {
 	case CURLE_OPERATION_TIMEDOUT:
@@ -310,19 +377,20 @@ static const char *kind_of(CURLcode rc, int too_large)
  * request header, so no token */
 static void push_facts(lua_State *L, const mde_handle *h, CURLcode rc)
 {
-	const char *msg;
-	if (h->too_large == TOO_LARGE_BODY || rc == CURLE_FILESIZE_EXCEEDED)
-		msg = "response body larger than max_body";
-	else if (h->too_large == TOO_LARGE_HEAD)
-		msg = "response headers too large";
-	else
-		msg = h->errbuf[0] != '\0' ? h->errbuf : curl_easy_strerror(rc);
+	const char *why = h->errbuf[0] != '\0' ? h->errbuf : curl_easy_strerror(rc);
 	lua_createtable(L, 0, 3);
 	lua_pushstring(L, kind_of(rc, h->too_large));
 	lua_setfield(L, -2, "kind");
 	lua_pushinteger(L, (lua_Integer)rc);
 	lua_setfield(L, -2, "curl_code");
-	lua_pushstring(L, msg);
+	if (h->too_large == TOO_LARGE_BODY || rc == CURLE_FILESIZE_EXCEEDED)
+		lua_pushliteral(L, "response body larger than max_body");
+	else if (h->too_large == TOO_LARGE_HEAD)
+		lua_pushliteral(L, "response headers too large");
+	else if (is_long_header(rc))
+		lua_pushfstring(L, "a response header was too large (libcurl: %s)", why);
+	else
+		lua_pushstring(L, why);
 	lua_setfield(L, -2, "message");
 }
 
@@ -344,18 +412,29 @@ static const char *version_name(long v)
 	}
 }
 
-/* the transfer that just ended -> resp */
+/* the response's Content-Type is JSON */
+static int is_json_response(const mde_handle *h)
+{
+	char *type = NULL;
+	(void)curl_easy_getinfo(h->curl, CURLINFO_CONTENT_TYPE, &type);
+	return type != NULL && mde_is_json(type, strlen(type));
+}
+
+/*
+ * the transfer that just ended -> resp. The strings libcurl lends (URL,
+ * Content-Type) are fetched right before each use, as Lua code may run at
+ * every allocation in between; busy keeps that code from touching h.
+ */
 static void push_response(lua_State *L, mde_handle *h)
 {
 	static char empty[1];
 	long status = 0, version = 0;
-	char *url = NULL, *type = NULL;
+	char *url = NULL;
 	double total = 0;
+	int json;
 
 	(void)curl_easy_getinfo(h->curl, CURLINFO_RESPONSE_CODE, &status);
 	(void)curl_easy_getinfo(h->curl, CURLINFO_HTTP_VERSION, &version);
-	(void)curl_easy_getinfo(h->curl, CURLINFO_EFFECTIVE_URL, &url);
-	(void)curl_easy_getinfo(h->curl, CURLINFO_CONTENT_TYPE, &type);
 	(void)curl_easy_getinfo(h->curl, CURLINFO_TOTAL_TIME, &total);
 
 	lua_createtable(L, 0, 7);
@@ -363,8 +442,9 @@ static void push_response(lua_State *L, mde_handle *h)
 	lua_setfield(L, -2, "status");
 	mde_headers_push(L, h->head.data != NULL ? h->head.data : empty, h->head.len);
 	lua_setfield(L, -2, "headers");
+	json = h->decode && is_json_response(h);
 	lua_pushlstring(L, h->body.data != NULL ? h->body.data : empty, h->body.len);
-	if (h->decode && type != NULL && mde_is_json(type, strlen(type))) {
+	if (json) {
 		if (h->body.len == 0) {
 			lua_pushliteral(L, "empty body");
 			lua_setfield(L, -3, "decode_error");
@@ -375,6 +455,7 @@ static void push_response(lua_State *L, mde_handle *h)
 		}
 	}
 	lua_setfield(L, -2, "body");
+	(void)curl_easy_getinfo(h->curl, CURLINFO_EFFECTIVE_URL, &url);
 	lua_pushstring(L, url != NULL ? url : "");
 	lua_setfield(L, -2, "url");
 	lua_pushstring(L, version_name(version));
@@ -383,27 +464,23 @@ static void push_response(lua_State *L, mde_handle *h)
 	lua_setfield(L, -2, "time");
 }
 
-/* After a transfer that ended with rc: -> resp (1) or nil, facts (2).
- * Raises only when memory ran out. */
-int mde_finish(lua_State *L, mde_handle *h, CURLcode rc)
+/*
+ * After the transfer of the busy handle h (h->result): -> resp (1) or nil,
+ * facts (2). Raises when we ran out of memory (h->oom), and Lua may raise
+ * at any allocation: call it under lua_pcall, and mde_end h whatever it
+ * did. A server's doing never raises.
+ */
+int mde_push_result(lua_State *L, mde_handle *h)
 {
-	int n = 1;
-	drop_headers(h);
-	if (h->oom || rc == CURLE_OUT_OF_MEMORY) {
-		buf_trim(&h->body, KEEP_BODY);
-		buf_trim(&h->head, KEEP_HEAD);
+	if (h->oom)
 		return luaL_error(L, "not enough memory");
-	}
-	if (rc == CURLE_OK) {
+	if (h->result == CURLE_OK) {
 		push_response(L, h);
-	} else {
-		luaL_pushfail(L);
-		push_facts(L, h, rc);
-		n = 2;
+		return 1;
 	}
-	buf_trim(&h->body, KEEP_BODY);
-	buf_trim(&h->head, KEEP_HEAD);
-	return n;
+	luaL_pushfail(L);
+	push_facts(L, h, h->result);
+	return 2;
 }
 
 /* The handle */
@@ -415,13 +492,27 @@ static void release(mde_handle *h)
 		curl_easy_cleanup(h->curl); /* detaches it from the share too */
 		h->curl = NULL;
 	}
-	drop_headers(h);
+	mde_drop_headers(h);
 	buf_free(&h->body);
 	buf_free(&h->head);
 	if (h->share != NULL) {
 		mde_share_release(h->share);
 		h->share = NULL;
 	}
+	h->busy = h->close_pending = 0;
+}
+
+/* The call that claimed h is over: wipe the request headers, give back
+ * the buffers of a large response, and do the close asked for meanwhile.
+ * Runs no Lua and never raises. */
+void mde_end(mde_handle *h)
+{
+	mde_drop_headers(h);
+	buf_trim(&h->body, KEEP_BODY);
+	buf_trim(&h->head, KEEP_HEAD);
+	h->busy = 0;
+	if (h->close_pending)
+		release(h);
 }
 
 static mde_handle *check_handle(lua_State *L, int idx)
@@ -429,11 +520,15 @@ static mde_handle *check_handle(lua_State *L, int idx)
 	return (mde_handle *)luaL_checkudata(L, idx, MDE_HANDLE);
 }
 
-mde_handle *mde_check_open(lua_State *L, int idx)
+/* the handle at idx, open and not in use by another call (a finalizer's
+ * perform in the middle of one) */
+static mde_handle *check_idle(lua_State *L, int idx)
 {
 	mde_handle *h = check_handle(L, idx);
 	if (h->curl == NULL)
 		luaL_error(L, "attempt to use a closed mde.Handle");
+	if (h->busy)
+		luaL_error(L, "mde.Handle is in use");
 	return h;
 }
 
@@ -455,21 +550,52 @@ static int core_new(lua_State *L)
 	return 1;
 }
 
+/* lua_pcall'ed by h_perform: the handle (light userdata) -> its result */
+static int push_result(lua_State *L)
+{
+	return mde_push_result(L, (mde_handle *)lua_touserdata(L, 1));
+}
+
 /* h:perform(req) -> resp | nil, facts */
 static int h_perform(lua_State *L)
 {
-	mde_handle *h = mde_check_open(L, 1);
+	mde_handle *h;
 	mde_request r;
-	CURLcode rc;
+	int status;
 	lua_settop(L, 2);
+	/* before the checks: on 5.1 pushing a C function allocates, and from
+	 * the checks to the end of the transfer nothing may (mde_prepare) */
+	lua_pushcfunction(L, push_result);          /* h req f */
+	h = check_idle(L, 1);
 	mde_request_check(L, 2, 2, 0, &r);
-	rc = mde_prepare(L, h, &r);
-	if (rc == CURLE_OK)
-		rc = curl_easy_perform(h->curl);
-	return mde_finish(L, h, rc);
+	h->result = mde_prepare(L, h, &r);
+	if (h->result == CURLE_OK)
+		h->result = curl_easy_perform(h->curl);
+	mde_drop_headers(h);                        /* the token: gone before any Lua runs */
+	lua_pushvalue(L, 3);
+	lua_pushlightuserdata(L, h);
+	status = lua_pcall(L, 1, LUA_MULTRET, 0);
+	mde_end(h);
+	if (status != LUA_OK)
+		return lua_error(L);
+	return lua_gettop(L) - 3;
 }
 
+/* close and __close: a handle in use is closed when its call ends */
 static int h_close(lua_State *L)
+{
+	mde_handle *h = check_handle(L, 1);
+	if (h->busy)
+		h->close_pending = 1;
+	else
+		release(h);
+	return 0;
+}
+
+/* A call keeps its handles on the stack, so __gc never meets a busy one,
+ * except from lua_close under a call that never resumes (os.exit(c, true)
+ * in a finalizer): freeing is right either way. */
+static int h_gc(lua_State *L)
 {
 	release(check_handle(L, 1));
 	return 0;
@@ -478,7 +604,12 @@ static int h_close(lua_State *L)
 static int h_tostring(lua_State *L)
 {
 	const mde_handle *h = check_handle(L, 1);
-	lua_pushstring(L, h->curl != NULL ? "mde.Handle (open)" : "mde.Handle (closed)");
+	if (h->curl == NULL)
+		lua_pushliteral(L, "mde.Handle (closed)");
+	else if (h->busy)
+		lua_pushliteral(L, "mde.Handle (in use)"); /* seen from a finalizer mid-call */
+	else
+		lua_pushliteral(L, "mde.Handle (open)");
 	return 1;
 }
 
@@ -489,7 +620,7 @@ static const luaL_Reg handle_methods[] = {
 };
 
 static const luaL_Reg handle_metamethods[] = {
-	{ "__gc", h_close },
+	{ "__gc", h_gc },
 	{ "__close", h_close },
 	{ "__tostring", h_tostring },
 	{ NULL, NULL }
@@ -504,12 +635,18 @@ static const luaL_Reg core_funcs[] = {
  * several threads load the module at once (OpenResty's worker-thread VMs) */
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
 static CURLcode global_rc;
+/* curl_version() rebuilds a static buffer of libcurl's on every call, so a
+ * state reading it while another state's luaopen rebuilds it could see it
+ * half written: it is called once, here, and every state reads the copy */
+static char version_text[512];
 
 static void global_init_once(void)
 {
 	global_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-	if (global_rc == CURLE_OK)
+	if (global_rc == CURLE_OK) {
 		have_http2 = (curl_version_info(CURLVERSION_NOW)->features & CURL_VERSION_HTTP2) != 0;
+		(void)snprintf(version_text, sizeof version_text, "%s", curl_version());
+	}
 }
 
 int luaopen_mde_core(lua_State *L)
@@ -529,7 +666,7 @@ int luaopen_mde_core(lua_State *L)
 	luaL_setfuncs(L, core_funcs, 0);
 	lua_pushliteral(L, MDE_VERSION);
 	lua_setfield(L, -2, "_VERSION");
-	lua_pushstring(L, curl_version());
+	lua_pushstring(L, version_text);
 	lua_setfield(L, -2, "curl_version");
 	mde_decode_open(L);
 	mde_jwt_open(L);

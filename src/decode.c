@@ -6,6 +6,7 @@
  * an API's "Count": 3 would read 3.0 and print as "3.0". The fix-up walks
  * the decoded value once; cjson's depth limit bounds its recursion.
  */
+#include <math.h>
 #include <string.h>
 
 #include "mde.h"
@@ -56,10 +57,13 @@ int mde_is_json(const char *ct, size_t len)
 
 #if LUA_VERSION_NUM >= 503
 /* a float that is exactly a lua_Integer -> 1 and *i; the range test comes
- * first because converting an out-of-range float is undefined */
+ * first because converting an out-of-range float is undefined. -0.0 stays
+ * a float: as integer 0 it would lose its sign (1/x: -inf, not inf). */
 static int whole(lua_Number n, lua_Integer *i)
 {
 	if (!(n >= (lua_Number)LUA_MININTEGER && n < -(lua_Number)LUA_MININTEGER))
+		return 0;
+	if (n == 0 && signbit(n))
 		return 0;
 	*i = (lua_Integer)n;
 	return (lua_Number)*i == n;

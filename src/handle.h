@@ -27,6 +27,12 @@ typedef struct mde_share {
 /*
  * Everything here is owned by the userdata, so __gc frees it whatever
  * unwinds. curl == NULL means closed.
+ *
+ * busy: from mde_prepare until mde_end. Lua code can run in the middle of a
+ * call (any allocation may run a GC step and pending __gc finalizers), and
+ * it must not reset, perform on or free a handle whose transfer or response
+ * is still in use: perform refuses a busy handle, close only marks it
+ * (close_pending) and mde_end releases it when the call is over.
  */
 typedef struct mde_handle {
 	CURL *curl;
@@ -36,15 +42,21 @@ typedef struct mde_handle {
 	size_t max_body;
 	int decode;
 	int too_large;              /* 1: body past max_body, 2: headers too long */
-	int oom;                    /* a callback could not grow a buffer */
-	CURLcode result;            /* multi.c: how the transfer ended */
+	int oom;                    /* we ran out of memory (callbacks, setup): raise */
+	int busy;                   /* a call is using it (see above) */
+	int close_pending;          /* close asked for while busy */
+	CURLcode result;            /* how the transfer ended */
 	char errbuf[CURL_ERROR_SIZE];
 } mde_handle;
 
-/* core.c */
-MDE_API mde_handle *mde_check_open(lua_State *L, int idx);
+/* core.c. A call claims a handle with mde_prepare (busy from then on),
+ * runs the transfer, drops the request headers (mde_drop_headers), pushes
+ * the result with mde_push_result under lua_pcall, and always ends with
+ * mde_end, then re-raises what the pcall caught. */
 MDE_API CURLcode mde_prepare(lua_State *L, mde_handle *h, const mde_request *r);
-MDE_API int mde_finish(lua_State *L, mde_handle *h, CURLcode rc);
+MDE_API void mde_drop_headers(mde_handle *h);
+MDE_API int mde_push_result(lua_State *L, mde_handle *h);
+MDE_API void mde_end(mde_handle *h);
 
 /* multi.c */
 MDE_API mde_share *mde_share_acquire(lua_State *L);

@@ -28,17 +28,40 @@ static int is_ows(char c)
 
 /*
  * t side -> t side: t[name] = value the first time; a repeat goes to the
- * list side[name] = { first, sep, value, ... }, joined once at the end, so
- * a flood of repeated headers costs linear, not quadratic, time.
+ * list side[name] = { first, ", ", value, ... }, joined once at the end, so
+ * a flood of repeated headers costs linear, not quadratic, time. fold: value
+ * continues the name's latest value (obs-fold) after a space, or replaces
+ * it when that is empty ("X-A:" then " b" is "b", not " b").
  */
 static void add(lua_State *L, const char *name, size_t name_len,
-	const char *value, size_t value_len, const char *sep)
+	const char *value, size_t value_len, int fold)
 {
-	size_t n;
-	lua_pushlstring(L, name, name_len);
+	lua_pushlstring(L, name, name_len);         /* t side name */
+	if (!lua_isnil(L, -2)) {
+		lua_pushvalue(L, -1);
+		lua_rawget(L, -3);                  /* t side name list|nil */
+		if (!lua_isnil(L, -1)) {
+			size_t n = lua_rawlen(L, -1); /* list[n]: the latest value */
+			lua_rawgeti(L, -1, (int)n);
+			if (fold && lua_rawlen(L, -1) == 0) {
+				lua_pop(L, 1);
+				lua_pushlstring(L, value, value_len);
+				lua_rawseti(L, -2, (int)n);
+			} else {
+				lua_pop(L, 1);
+				lua_pushstring(L, fold ? " " : ", ");
+				lua_rawseti(L, -2, (int)n + 1);
+				lua_pushlstring(L, value, value_len);
+				lua_rawseti(L, -2, (int)n + 2);
+			}
+			lua_pop(L, 2);              /* t side */
+			return;
+		}
+		lua_pop(L, 1);
+	}
 	lua_pushvalue(L, -1);
 	lua_rawget(L, -4);                          /* t side name first */
-	if (lua_isnil(L, -1)) {
+	if (lua_isnil(L, -1) || (fold && lua_rawlen(L, -1) == 0)) {
 		lua_pop(L, 1);
 		lua_pushlstring(L, value, value_len);
 		lua_rawset(L, -4);
@@ -48,23 +71,14 @@ static void add(lua_State *L, const char *name, size_t name_len,
 		lua_newtable(L);
 		lua_replace(L, -4);
 	}
-	lua_pushvalue(L, -2);
-	lua_rawget(L, -4);                          /* t side name first list */
-	if (lua_isnil(L, -1)) {
-		lua_pop(L, 1);
-		lua_createtable(L, 4, 0);
-		lua_pushvalue(L, -2);
-		lua_rawseti(L, -2, 1);
-		lua_pushvalue(L, -3);
-		lua_pushvalue(L, -2);
-		lua_rawset(L, -6);                  /* side[name] = { first } */
-	}
-	n = lua_rawlen(L, -1);
-	lua_pushstring(L, sep);
-	lua_rawseti(L, -2, (int)n + 1);
+	lua_createtable(L, 4, 0);                   /* t side name first list */
+	lua_insert(L, -2);
+	lua_rawseti(L, -2, 1);                      /* t side name list */
+	lua_pushstring(L, fold ? " " : ", ");
+	lua_rawseti(L, -2, 2);
 	lua_pushlstring(L, value, value_len);
-	lua_rawseti(L, -2, (int)n + 2);
-	lua_pop(L, 3);                              /* t side */
+	lua_rawseti(L, -2, 3);
+	lua_rawset(L, -3);                          /* t side; side[name] = { first, sep, value } */
 }
 
 /* t side -> t, with every repeated name's pieces joined into t[name] */
@@ -120,7 +134,7 @@ void mde_headers_push(lua_State *L, char *buf, size_t len)
 			while (stop > v && is_ows(stop[-1]))
 				stop--;
 			if (last != NULL && stop > v)
-				add(L, last, last_len, v, (size_t)(stop - v), " ");
+				add(L, last, last_len, v, (size_t)(stop - v), 1);
 			continue;
 		}
 		colon = memchr(line, ':', (size_t)(stop - line));
@@ -141,7 +155,7 @@ void mde_headers_push(lua_State *L, char *buf, size_t len)
 			stop--;
 		last = line;
 		last_len = (size_t)(colon - line);
-		add(L, last, last_len, v, (size_t)(stop - v), ", ");
+		add(L, last, last_len, v, (size_t)(stop - v), 0);
 	}
 	join(L);
 }

@@ -8,6 +8,7 @@
  * it needs no locks even when several states run on several threads
  * (nginx workers with threads, embedders).
  */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -108,9 +109,16 @@ static void share_open(lua_State *L)
 /* one transfer of perform_all */
 typedef struct slot {
 	mde_handle *h;
-	int added;   /* in the multi handle */
-	int done;    /* the multi handle said how it ended (h->result) */
+	mde_request r; /* checked; its strings are the request table's, kept on the stack */
+	int added;     /* in the multi handle */
+	int done;      /* the multi handle said how it ended (h->result) */
 } slot;
+
+/* what push_results is given */
+typedef struct batch {
+	const slot *slots;
+	size_t n;
+} batch;
 
 /* the transfers that ended -> their slots */
 static void collect(CURLM *m)
@@ -124,6 +132,8 @@ static void collect(CURLM *m)
 			continue;
 		(void)curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &p);
 		s = (slot *)(void *)p;
+		if (s == NULL) /* only a reset clears it, and busy handles are never reset */
+			continue;
 		s->h->result = msg->data.result;
 		s->done = 1;
 	}
@@ -150,100 +160,55 @@ static CURLMcode run(CURLM *m)
 	}
 }
 
-/* handles at 1 -> slots (scratch userdata pushed), raising on misuse */
-static slot *check_handles(lua_State *L, size_t n)
+/* a multi-handle failure -> h's result; running out of memory raises */
+static void multi_failed(mde_handle *h, CURLMcode mc, CURLcode rc)
 {
-	slot *slots = (slot *)lua_newuserdatauv(L, n * sizeof *slots + 1, 0);
+	if (mc == CURLM_OUT_OF_MEMORY) {
+		h->oom = 1;
+		return;
+	}
+	h->result = rc;
+	strncpy(h->errbuf, curl_multi_strerror(mc), CURL_ERROR_SIZE - 1);
+	h->errbuf[CURL_ERROR_SIZE - 1] = '\0';
+}
+
+/*
+ * the handles at 1 -> slots[i].h, raising on misuse. Each handle is pushed
+ * and stays on the stack: whatever Lua code does to the caller's table in
+ * the middle of the call, no handle of it can be collected before it ends.
+ */
+static void check_handles(lua_State *L, slot *slots, size_t n)
+{
 	size_t i, j;
 	for (i = 0; i < n; i++) {
+		const char *bad = NULL;
 		mde_handle *h;
 		lua_rawgeti(L, 1, (int)i + 1);
 		h = (mde_handle *)luaL_testudata(L, -1, MDE_HANDLE);
 		if (h == NULL || h->curl == NULL)
-			luaL_argerror(L, 1, lua_pushfstring(L,
-				"item %d: open mde.Handle expected", (int)i + 1));
-		lua_pop(L, 1);
-		for (j = 0; j < i; j++)
-			if (slots[j].h == h)
-				luaL_argerror(L, 1, lua_pushfstring(L,
-					"item %d: a handle can take one request at a time", (int)i + 1));
+			bad = "open mde.Handle expected";
+		else if (h->busy)
+			bad = "mde.Handle is in use";
+		else
+			for (j = 0; j < i; j++)
+				if (slots[j].h == h)
+					bad = "a handle can take one request at a time";
+		if (bad != NULL)
+			luaL_argerror(L, 1, lua_pushfstring(L, "item %d: %s", (int)i + 1, bad));
 		slots[i].h = h;
 		slots[i].added = slots[i].done = 0;
 	}
-	return slots;
 }
 
-/*
- * core.perform_all(handles, reqs) -> results, where results[i] is
- * { resp = resp } or { facts = facts } for reqs[i] on handles[i].
- * Every request is checked before anything is set up; a bad one raises.
- */
-static int core_perform_all(lua_State *L)
+/* lua_pcall'ed by core_perform_all: the batch (light userdata) -> results */
+static int push_results(lua_State *L)
 {
-	size_t i, n;
-	slot *slots;
-	CURLM *m;
-	CURLMcode mc = CURLM_OK;
-
-	luaL_checktype(L, 1, LUA_TTABLE);
-	luaL_checktype(L, 2, LUA_TTABLE);
-	lua_settop(L, 2);
-	n = lua_rawlen(L, 1);
-	if (lua_rawlen(L, 2) != n)
-		luaL_argerror(L, 2, "as many requests as handles expected");
-	slots = check_handles(L, n);                    /* handles reqs slots */
-	for (i = 0; i < n; i++) {
-		mde_request r;
-		lua_rawgeti(L, 2, (int)i + 1);
-		mde_request_check(L, -1, 2, (int)i + 1, &r);
-		lua_pop(L, 1);
-	}
-
-	/* Set up. What a handle allocates it owns, so a raise leaks nothing;
-	 * from curl_multi_init to curl_multi_cleanup nothing raises. */
-	for (i = 0; i < n; i++) {
-		mde_handle *h = slots[i].h;
-		mde_request r;
-		lua_rawgeti(L, 2, (int)i + 1);
-		mde_request_check(L, -1, 2, (int)i + 1, &r); /* checked above */
-		h->result = mde_prepare(L, h, &r);
-		lua_pop(L, 1);
-		if (h->result == CURLE_OK)
-			h->result = curl_easy_setopt(h->curl, CURLOPT_PRIVATE, (void *)&slots[i]);
-		/* HTTP/2: wait for the first connection and multiplex over it */
-		if (h->result == CURLE_OK)
-			h->result = curl_easy_setopt(h->curl, CURLOPT_PIPEWAIT, 1L);
-	}
-	m = curl_multi_init();
-	if (m == NULL)
-		return luaL_error(L, "not enough memory");
-	for (i = 0; i < n; i++) {
-		mde_handle *h = slots[i].h;
-		if (h->result != CURLE_OK)
-			continue;
-		if (curl_multi_add_handle(m, h->curl) == CURLM_OK)
-			slots[i].added = 1;
-		else
-			h->result = CURLE_OUT_OF_MEMORY;
-	}
-	mc = run(m);
-	for (i = 0; i < n; i++) {
-		mde_handle *h = slots[i].h;
-		if (!slots[i].added)
-			continue;
-		(void)curl_multi_remove_handle(m, h->curl);
-		if (!slots[i].done) {               /* the loop itself failed */
-			h->result = mc == CURLM_OUT_OF_MEMORY ? CURLE_OUT_OF_MEMORY : CURLE_SEND_ERROR;
-			strncpy(h->errbuf, curl_multi_strerror(mc), CURL_ERROR_SIZE - 1);
-			h->errbuf[CURL_ERROR_SIZE - 1] = '\0';
-		}
-	}
-	(void)curl_multi_cleanup(m);
-
-	lua_createtable(L, (int)n, 0);                  /* handles reqs slots results */
-	for (i = 0; i < n; i++) {
+	const batch *b = (const batch *)lua_touserdata(L, 1);
+	size_t i;
+	lua_createtable(L, (int)b->n, 0);
+	for (i = 0; i < b->n; i++) {
 		lua_createtable(L, 0, 1);
-		if (mde_finish(L, slots[i].h, slots[i].h->result) == 1) {
+		if (mde_push_result(L, b->slots[i].h) == 1) {
 			lua_setfield(L, -2, "resp");        /* results item */
 		} else {
 			lua_setfield(L, -3, "facts");       /* results item nil */
@@ -251,6 +216,95 @@ static int core_perform_all(lua_State *L)
 		}
 		lua_rawseti(L, -2, (int)i + 1);
 	}
+	return 1;
+}
+
+/*
+ * core.perform_all(handles, reqs) -> results, where results[i] is
+ * { resp = resp } or { facts = facts } for reqs[i] on handles[i].
+ * Every handle and request is checked before anything is set up; a bad
+ * one raises.
+ */
+static int core_perform_all(lua_State *L)
+{
+	size_t i, n;
+	slot *slots;
+	batch b;
+	CURLM *m;
+	CURLMcode mc = CURLM_OK;
+	int status;
+
+	luaL_checktype(L, 1, LUA_TTABLE);
+	luaL_checktype(L, 2, LUA_TTABLE);
+	lua_settop(L, 2);
+	n = lua_rawlen(L, 1);
+	if (lua_rawlen(L, 2) != n)
+		luaL_argerror(L, 2, "as many requests as handles expected");
+	/* the stack holds every handle and request: luaL_checkstack below
+	 * refuses what does not fit; this keeps the count an int */
+	if (n > (size_t)(INT_MAX / 4))
+		luaL_argerror(L, 1, "too many handles");
+	lua_pushcfunction(L, push_results);             /* handles reqs f */
+	slots = (slot *)lua_newuserdatauv(L, n * sizeof *slots + 1, 0);
+	luaL_checkstack(L, 2 * (int)n + LUA_MINSTACK, "too many requests for one perform_all");
+
+	/* From the first check to the end of the transfers nothing allocates a
+	 * Lua object (mde_prepare), so no finalizer runs in between: what is
+	 * checked stays true until every handle is claimed. */
+	check_handles(L, slots, n);                     /* handles reqs f slots h1..hn */
+	for (i = 0; i < n; i++) {
+		lua_rawgeti(L, 2, (int)i + 1);          /* stays: r's strings are its */
+		mde_request_check(L, -1, 2, (int)i + 1, &slots[i].r);
+	}                                               /* ... h1..hn req1..reqn */
+
+	/* Set up. Nothing raises from here until every handle is mde_end'ed. */
+	for (i = 0; i < n; i++) {
+		mde_handle *h = slots[i].h;
+		h->result = mde_prepare(L, h, &slots[i].r);
+		if (h->result == CURLE_OK)
+			h->result = curl_easy_setopt(h->curl, CURLOPT_PRIVATE, (void *)&slots[i]);
+		/* HTTP/2: wait for the first connection and multiplex over it */
+		if (h->result == CURLE_OK)
+			h->result = curl_easy_setopt(h->curl, CURLOPT_PIPEWAIT, 1L);
+	}
+	m = curl_multi_init();
+	for (i = 0; i < n; i++) {
+		mde_handle *h = slots[i].h;
+		if (m == NULL)
+			h->oom = 1;
+		if (h->result != CURLE_OK || h->oom)
+			continue;
+		mc = curl_multi_add_handle(m, h->curl);
+		if (mc == CURLM_OK)
+			slots[i].added = 1;
+		else
+			multi_failed(h, mc, CURLE_FAILED_INIT);
+	}
+	if (m != NULL) {
+		mc = run(m);
+		for (i = 0; i < n; i++) {
+			mde_handle *h = slots[i].h;
+			if (!slots[i].added)
+				continue;
+			(void)curl_multi_remove_handle(m, h->curl);
+			if (!slots[i].done)             /* the loop itself failed */
+				multi_failed(h, mc, CURLE_SEND_ERROR);
+		}
+		(void)curl_multi_cleanup(m);
+	}
+	/* every token wiped before any Lua runs, let alone raises */
+	for (i = 0; i < n; i++)
+		mde_drop_headers(slots[i].h);
+
+	b.slots = slots;
+	b.n = n;
+	lua_pushvalue(L, 3);
+	lua_pushlightuserdata(L, &b);
+	status = lua_pcall(L, 1, 1, 0);                 /* ... results | error */
+	for (i = 0; i < n; i++)
+		mde_end(slots[i].h);
+	if (status != LUA_OK)
+		return lua_error(L);
 	return 1;
 }
 

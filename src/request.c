@@ -6,6 +6,7 @@
  * ("timout") must not silently mean "no timeout". No libcurl here, so the
  * checker can be fuzzed on its own.
  */
+#include <float.h>
 #include <limits.h>
 #include <stdint.h>
 #include <string.h>
@@ -14,8 +15,18 @@
 
 const char *const mde_methods[] = { "GET", "POST", "PATCH", "DELETE", "PUT", NULL };
 
-/* The longest timeout in seconds whose milliseconds still fit a long. */
+/*
+ * The longest timeout in seconds passed on; a longer one waits as long.
+ * 1e9 s (some 31 years) is exact in a double, and its milliseconds, rounded
+ * up, fit a 64-bit long with room to spare. (double)(LONG_MAX / 1000) is
+ * not exact: it rounds up, and (long) of the milliseconds is undefined.
+ * With a 32-bit long, LONG_MAX / 1000 is exact and is the limit.
+ */
+#if LONG_MAX / 1000 > 1000000000L
+#define MAX_SECONDS 1e9
+#else
 #define MAX_SECONDS ((double)(LONG_MAX / 1000))
+#endif
 
 /* Raises "bad argument #arg to 'f' (msg)", with "request N: " before msg
  * when the table is item N of a list (core.perform_all). */
@@ -67,15 +78,22 @@ static int is_header_safe(const char *s, size_t len)
 	return 1;
 }
 
-/* seconds on top -> milliseconds, rounded up so that 0.0001 s is not "none" */
+/*
+ * seconds on top -> milliseconds, rounded up so that 0.0001 s is not
+ * "none". Any finite number of seconds is taken: past MAX_SECONDS it is
+ * capped, which no caller can tell from waiting longer (the Lua layer
+ * takes any positive finite timeout).
+ */
 static long milliseconds(lua_State *L, const mde_request *r, const char *key)
 {
 	double secs, ms;
 	long whole;
 	expect_type(L, r, key, LUA_TNUMBER);
 	secs = (double)lua_tonumber(L, -1);
-	if (!(secs > 0 && secs <= MAX_SECONDS)) /* also rejects NaN */
+	if (!(secs > 0 && secs <= DBL_MAX)) /* also rejects NaN and infinity */
 		field_error(L, r, key, "must be a positive number of seconds");
+	if (secs > MAX_SECONDS)
+		secs = MAX_SECONDS;
 	ms = secs * 1000.0;
 	whole = (long)ms;
 	return (double)whole < ms ? whole + 1 : whole;

@@ -4,6 +4,7 @@
  * Checks: decode returns a value or a message, never raises; after the
  * fix-up no float that is exactly an integer remains anywhere.
  */
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -25,7 +26,8 @@ static int decode(lua_State *S)
 }
 
 #if LUA_VERSION_NUM >= 503
-/* value on top: no whole float left inside (depth is bounded by cjson) */
+/* value on top: no whole float left inside but -0.0, which keeps its sign
+ * (depth is bounded by cjson) */
 static void check_fixed(lua_State *S, int depth)
 {
 	if (depth > 1100)
@@ -33,7 +35,7 @@ static void check_fixed(lua_State *S, int depth)
 	if (lua_type(S, -1) == LUA_TNUMBER && !lua_isinteger(S, -1)) {
 		lua_Number n = lua_tonumber(S, -1);
 		if (n >= (lua_Number)LUA_MININTEGER && n < -(lua_Number)LUA_MININTEGER
-		    && (lua_Number)(lua_Integer)n == n)
+		    && (lua_Number)(lua_Integer)n == n && !(n == 0 && signbit(n)))
 			abort();
 	}
 	if (lua_type(S, -1) != LUA_TTABLE)

@@ -1,7 +1,9 @@
 /*
  * libFuzzer target: the response header parser (src/headers.c).
  * Input: a raw header block, as the header callback collects it.
- * Checks: the result is a table of lower-case token names to strings.
+ * Checks: the result is a table of lower-case token names to strings, none
+ * of which begins with a space or tab (values are trimmed, folded lines
+ * joined with one space, and never to an empty value).
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -53,11 +55,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	lua_pushnil(L);
 	while (lua_next(L, 1) != 0) {
 		size_t len;
-		const char *name;
+		const char *name, *value;
 		if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
 			abort();
 		name = lua_tolstring(L, -2, &len);
 		if (!is_lower_token(name, len))
+			abort();
+		value = lua_tolstring(L, -1, &len);
+		if (len > 0 && (value[0] == ' ' || value[0] == '\t'))
 			abort();
 		lua_pop(L, 1);
 	}

@@ -116,6 +116,9 @@ static int check(lua_State *S)
 		abort();
 	if (req.timeout_ms < 0 || req.connect_timeout_ms < 0)
 		abort();
+	/* any finite timeout is taken, capped at 1e9 s */
+	if ((double)req.timeout_ms > 1e12 || (double)req.connect_timeout_ms > 1e12)
+		abort();
 	if (req.bearer != NULL && (req.bearer_len == 0 || !printable(req.bearer, req.bearer_len)))
 		abort();
 	if (req.headers) {
