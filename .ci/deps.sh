@@ -6,7 +6,7 @@ set -euo pipefail
 build_pkgs=(make gcc pkg-config ca-certificates openssl curl
   lua5.4 liblua5.4-dev libcurl4-openssl-dev libssl-dev lua-cjson
   nginx libnginx-mod-http-lua lua-resty-core lua-resty-lrucache)
-test_pkgs=(lua-busted lua-check luarocks lua5.1 liblua5.1-dev lua5.2 liblua5.2-dev lua5.3 liblua5.3-dev
+test_pkgs=(lua-busted lua-check luarocks lua5.1 liblua5.1-0-dev lua5.2 liblua5.2-dev lua5.3 liblua5.3-dev
   luajit2 libluajit2-5.1-dev lua-socket lua-sec
   clang libclang-rt-14-dev valgrind cppcheck clang-tidy
   python3-requests lua-curl chromium procps)
