@@ -74,4 +74,42 @@ function M.next_link_raw(s)
   return s:sub(-4096):match('"@odata%.nextLink":"([^"]+)"')
 end
 
+--- The workloads of a tool that only knows how to POST: `post(url, body) -> body text`,
+-- `decode(text) -> table`. small: o.n calls of the history of one session; pages/each: every
+-- page of the history of one definition (pages mode holds the whole listing until the end).
+function M.run_posts(o, post, decode)
+  M.run(o, function()
+    if o.mode == "small" then
+      local u = o.base .. M.HISTORY_BY_SESSION
+      local body = '{"SessionIds":["' .. o.sid .. '"]}'
+      local bytes = 0
+      for _ = 1, o.n do
+        local s = post(u, body)
+        bytes = bytes + #s
+        local v = decode(s)
+        if #v.value ~= 1 then error("no record") end
+      end
+      return o.n, bytes, o.n
+    end
+    local u = o.base .. M.HISTORY_BY_DEFINITION .. "?$top=" .. o.top
+    local body = '{"ScanDefinitionIds":["' .. o.def .. '"]}'
+    local calls, bytes, records, list = 0, 0, 0, {}
+    while u do
+      local s = post(u, body)
+      calls, bytes = calls + 1, bytes + #s
+      local page = decode(s)
+      local items = page.value
+      records = records + #items
+      if o.mode == "pages" then
+        for i = 1, #items do list[#list + 1] = items[i] end
+      end
+      u = page["@odata.nextLink"]
+    end
+    -- the whole listing was held (pages mode) until here
+    if o.mode == "pages" and #list ~= records then error("lost records") end
+    return calls, bytes, records
+  end)
+end
+
+
 return M

@@ -36,34 +36,4 @@ local function post(u, body)
   return table.concat(chunks)
 end
 
-common.run(o, function()
-  if o.mode == "small" then
-    local u = o.base .. common.HISTORY_BY_SESSION
-    local body = '{"SessionIds":["' .. o.sid .. '"]}'
-    local bytes = 0
-    for _ = 1, o.n do
-      local s = post(u, body)
-      bytes = bytes + #s
-      local v = cjson.decode(s)
-      if #v.value ~= 1 then error("no record") end
-    end
-    return o.n, bytes, o.n
-  end
-  local u = o.base .. common.HISTORY_BY_DEFINITION .. "?$top=" .. o.top
-  local body = '{"ScanDefinitionIds":["' .. o.def .. '"]}'
-  local calls, bytes, records, list = 0, 0, 0, {}
-  while u do
-    local s = post(u, body)
-    calls, bytes = calls + 1, bytes + #s
-    local page = cjson.decode(s)
-    local items = page.value
-    records = records + #items
-    if o.mode == "pages" then
-      for i = 1, #items do list[#list + 1] = items[i] end
-    end
-    u = page["@odata.nextLink"]
-  end
-  -- the whole listing was held (pages mode) until here
-  if o.mode == "pages" and #list ~= records then error("lost records") end
-  return calls, bytes, records
-end)
+common.run_posts(o, post, cjson.decode)
