@@ -17,18 +17,7 @@ local ROOT = server.root
 local CLEAN = certs.CLEAN_ENV
 local sh = certs.sh_quote
 
-local function capture(cmd)
-  local p = assert(io.popen(cmd))
-  local out = p:read("*a")
-  p:close()
-  return out
-end
-
-local function write(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
+local capture, write = server.capture, server.write_file
 
 local CONF = [[
 load_module /usr/lib/nginx/modules/ndk_http_module.so;
@@ -113,12 +102,7 @@ for _ = 1, 20 do
   port = nil
 end
 assert(port, "bench nginx did not start: " .. (server.read_file(dir .. "/start.err") or ""))
-for _ = 1, 200 do
-  pid = tonumber((server.read_file(dir .. "/nginx.pid") or ""):match("%d+"))
-  if pid then break end
-  server.sleep(0.01)
-end
-assert(pid, "no pid file")
+pid = assert(server.wait_pid(dir .. "/nginx.pid", 2), "no pid file")
 
 local function cleanup()
   os.execute("kill -QUIT " .. pid .. " 2>/dev/null")

@@ -20,19 +20,7 @@ local SEED = data.SEED_SESSION_ID
 local SEED_DEF = data.DEFINITION_IDS[1]
 
 
-local function capture(cmd)
-  local p = assert(io.popen(cmd))
-  local out = p:read("*a")
-  p:close()
-  return out
-end
-
-
-local function write_file(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
+local capture, write_file = server.capture, server.write_file
 
 
 local function ensure_core()
@@ -92,13 +80,7 @@ local function start_example(api, opts)
     error("nginx (example) did not start: " .. last)
   end
 
-  local pid
-  for _ = 1, 300 do
-    pid = tonumber((read_file(dir .. "/logs/nginx.pid") or ""):match("%d+"))
-    if pid then break end
-    sleep(0.01)
-  end
-  assert(pid, "no pid file")
+  local pid = assert(server.wait_pid(dir .. "/logs/nginx.pid", 3), "no pid file")
 
   local ex = { port = port, dir = dir, pid = pid, base = "http://127.0.0.1:" .. port }
 

@@ -102,6 +102,19 @@ local function capture(cmd)
   p:close()
   return out
 end
+M.capture, M.write_file = capture, write_file
+
+
+--- The pid a daemonized nginx wrote to `path`, waiting for it up to `seconds` (nil if none came).
+local function wait_pid(path, seconds)
+  for _ = 1, math.ceil((seconds or 2.5) / 0.005) do
+    local pid = tonumber((read_file(path) or ""):match("%d+"))
+    if pid then return pid end
+    sleep(0.005)
+  end
+  return nil
+end
+M.wait_pid = wait_pid
 
 
 --- Is the process alive (zombies count as dead)?
@@ -495,12 +508,7 @@ launch = function(opts, files, dir)
   end
 
   -- the pid file is written by the daemonized master
-  local pid
-  for _ = 1, 500 do
-    pid = tonumber((read_file(dir .. "/nginx.pid") or ""):match("%d+"))
-    if pid then break end
-    sleep(0.005)
-  end
+  local pid = wait_pid(dir .. "/nginx.pid")
   if not pid then
     local log = read_file(dir .. "/error.log") or ""
     run("rm -rf " .. sh_quote(dir))
