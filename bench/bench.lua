@@ -74,19 +74,7 @@ local function capture(cmd)
   return out, ok
 end
 
-local function write(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
-
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local write, read = server.write_file, server.read_file
 
 local function exists(path) return read(path) ~= nil end
 

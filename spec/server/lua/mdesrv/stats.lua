@@ -122,26 +122,18 @@ function M.snapshot()
   local last = dict:get("token:last")
   if last then out.token.last = cjson.decode(last) end
   -- lists: pop everything and push it back (there is no range read on a shared dict list)
-  local reqs = {}
-  for _ = 1, M.REQUESTS_MAX + 10 do
-    local v = dict:lpop("requests")
-    if not v then break end
-    reqs[#reqs + 1] = v
+  local function read_list(name, max)
+    local items = {}
+    for _ = 1, max + 10 do
+      local v = dict:lpop(name)
+      if not v then break end
+      items[#items + 1] = v
+    end
+    for _, v in ipairs(items) do dict:rpush(name, v) end
+    return items
   end
-  for i, v in ipairs(reqs) do
-    dict:rpush("requests", v)
-    out.requests[i] = cjson.decode(v)
-  end
-  local times = {}
-  for _ = 1, M.TIMES_MAX + 10 do
-    local v = dict:lpop("api_times")
-    if not v then break end
-    times[#times + 1] = v
-  end
-  for i, v in ipairs(times) do
-    dict:rpush("api_times", v)
-    out.api_times[i] = v
-  end
+  for i, v in ipairs(read_list("requests", M.REQUESTS_MAX)) do out.requests[i] = cjson.decode(v) end
+  out.api_times = read_list("api_times", M.TIMES_MAX)
   return out
 end
 
