@@ -559,6 +559,60 @@ describe("mde.core", function()
       assert.equal("DELETE", seen[#seen].method)
     end)
 
+    -- the handle sets only a request's own options while the shared ones (CA, proxy, user
+    -- agent, insecure, limits) stay the same: nothing of one request may leak into the next
+    it("carries nothing of one request over to the next on the same handle", function()
+      s:control{ faults = { { route = "all", status = 200, body = "{}", content_type = "application/json" } } }
+      local u = s.base_url .. "/api/DeviceAuthenticatedScanDefinitions/x"
+      local function send(req)
+        req.url = req.url or u
+        req.ca_file = req.ca_file or s.ca_file
+        req.bearer = token
+        assert(h:perform(req))
+        local seen = s:requests()
+        return seen[#seen]
+      end
+      local r = send{ method = "PATCH", body = "one", user_agent = "ua/1", headers = { "Content-Type: text/x-one" } }
+      assert.same({ "PATCH", "one", "ua/1", "text/x-one" }, { r.method, r.body, r.user_agent, r.content_type })
+      r = send{ method = "GET" }
+      assert.equal("GET", r.method)
+      assert.equal(0, r.body_length)
+      assert.is_nil(r.user_agent)
+      assert.is_nil(r.content_type)
+      r = send{ method = "POST", body = "two" }
+      assert.same({ "POST", "two", "application/x-www-form-urlencoded" }, { r.method, r.body, r.content_type })
+      r = send{ method = "DELETE" }
+      assert.same({ "DELETE", 0 }, { r.method, r.body_length })
+      r = send{ method = "POST" }
+      assert.same({ "POST", 0 }, { r.method, r.body_length })
+      r = send{ method = "DELETE", body = "three" }
+      assert.same({ "DELETE", "three" }, { r.method, r.body })
+      r = send{ method = "PUT", body = "four", user_agent = "ua/2" }
+      assert.same({ "PUT", "four", "ua/2" }, { r.method, r.body, r.user_agent })
+      -- a timeout is the request's own: the next one without it waits as long as it takes
+      s:control{ faults = { { route = "all", status = 200, body = "{}", content_type = "application/json", delay = 0.3 } } }
+      local resp, f = h:perform{ url = u, ca_file = s.ca_file, bearer = token, timeout = 0.1 }
+      assert.is_nil(resp)
+      assert.equal("timeout", f.kind)
+      assert.equal(200, assert(h:perform{ url = u, ca_file = s.ca_file, bearer = token }).status)
+      -- TLS trust: verification skipped once is on again for the next request
+      s:control{ faults = {} }
+      assert(h:perform{ url = s.badname_url .. AGENTS, ca_file = s.ca_file, insecure = true, bearer = token, timeout = 5 })
+      resp, f = h:perform{ url = s.badname_url .. AGENTS, ca_file = s.ca_file, bearer = token, timeout = 5 }
+      assert.is_nil(resp)
+      assert.equal("tls", f.kind)
+      resp, f = h:perform{ url = s.base_url .. AGENTS, ca_file = s.other_ca_file, bearer = token, timeout = 5 }
+      assert.is_nil(resp)
+      assert.equal("tls", f.kind)
+      assert.equal(200, assert(h:perform{ url = s.base_url .. AGENTS, ca_file = s.ca_file, bearer = token }).status)
+      -- a body limit is the handle's until a request asks for another
+      s:control{ faults = { { route = "all", status = 200, body = ("x"):rep(1000), content_type = "text/plain" } } }
+      resp, f = h:perform{ url = u, ca_file = s.ca_file, bearer = token, max_body = 100 }
+      assert.is_nil(resp)
+      assert.equal("too_large", f.kind)
+      assert.equal(1000, #assert(h:perform{ url = u, ca_file = s.ca_file, bearer = token }).body)
+    end)
+
     it("does not follow redirects", function()
       local r = assert(get{ mode = "redirect", location = "https://127.0.0.1:1/elsewhere" })
       assert.equal(302, r.status)

@@ -236,37 +236,67 @@ static int build_headers(lua_State *L, mde_handle *h, const mde_request *r)
 
 /* Requests */
 
+static void drop_string(char **s)
+{
+	if (*s != NULL) {
+		OPENSSL_cleanse(*s, strlen(*s));
+		free(*s);
+		*s = NULL;
+	}
+}
+
+/* forget the options in effect: the next request resets the handle */
+void mde_drop_config(mde_handle *h)
+{
+	drop_string(&h->conf.ca_file);
+	drop_string(&h->conf.proxy);
+	drop_string(&h->conf.user_agent);
+	h->conf.set = 0;
+}
+
+static int same_string(const char *a, const char *b)
+{
+	return a == NULL ? b == NULL : b != NULL && strcmp(a, b) == 0;
+}
+
+/* r asks for the options in effect */
+static int same_config(const mde_handle *h, const mde_request *r)
+{
+	const mde_config *c = &h->conf;
+	return c->set && c->insecure == r->insecure && c->max_body == r->max_body
+		&& c->connect_timeout_ms == r->connect_timeout_ms
+		&& same_string(c->ca_file, r->ca_file) && same_string(c->proxy, r->proxy)
+		&& same_string(c->user_agent, r->user_agent);
+}
+
+/* *to = a copy of s (NULL stays NULL); 0 when out of memory */
+static int copy_string(char **to, const char *s)
+{
+	size_t n;
+	if (s == NULL)
+		return 1;
+	n = strlen(s) + 1;
+	*to = malloc(n);
+	if (*to == NULL)
+		return 0;
+	memcpy(*to, s, n);
+	return 1;
+}
+
 #define SET(opt, val) do { \
 		if (rc == CURLE_OK) \
 			rc = curl_easy_setopt(h->curl, (opt), (val)); \
 	} while (0)
 
-/*
- * Claims the open, idle handle h (busy until mde_end) and sets it up for
- * the checked request r; CURLE_OK or why not (h->oom when out of memory).
- *
- * Allocates no Lua object, so no finalizer runs between the caller's checks
- * and the end of the transfer: the handle stays as checked and the request
- * table as read into r (libcurl copies the strings of r, except the body,
- * which the table keeps alive).
- */
-CURLcode mde_prepare(lua_State *L, mde_handle *h, const mde_request *r)
+/* reset h and set the options of r that its next requests will share */
+static CURLcode configure(mde_handle *h, const mde_request *r)
 {
 	CURLcode rc = CURLE_OK;
 
-	h->busy = 1;
+	mde_drop_config(h);
 	curl_easy_reset(h->curl); /* options only: connections, TLS sessions stay */
-	mde_drop_headers(h);
-	h->body.len = h->head.len = 0;
-	h->max_body = r->max_body;
-	h->decode = r->decode;
-	h->too_large = h->oom = 0;
-	h->result = CURLE_OK;
-	h->errbuf[0] = '\0';
-
 	SET(CURLOPT_ERRORBUFFER, h->errbuf);
 	SET(CURLOPT_NOSIGNAL, 1L);
-	SET(CURLOPT_URL, r->url);
 #if LIBCURL_VERSION_NUM >= 0x075500
 	SET(CURLOPT_PROTOCOLS_STR, "http,https");
 	SET(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
@@ -288,8 +318,6 @@ CURLcode mde_prepare(lua_State *L, mde_handle *h, const mde_request *r)
 	 * (chunked or compressed bodies) */
 	if (r->max_body > 0 && (uint64_t)r->max_body < (uint64_t)INT64_MAX)
 		SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)r->max_body);
-	if (r->timeout_ms > 0)
-		SET(CURLOPT_TIMEOUT_MS, r->timeout_ms);
 	if (r->connect_timeout_ms > 0)
 		SET(CURLOPT_CONNECTTIMEOUT_MS, r->connect_timeout_ms);
 	if (r->ca_file != NULL)
@@ -302,14 +330,59 @@ CURLcode mde_prepare(lua_State *L, mde_handle *h, const mde_request *r)
 		SET(CURLOPT_PROXY, r->proxy);
 	if (r->user_agent != NULL)
 		SET(CURLOPT_USERAGENT, r->user_agent);
+	if (rc != CURLE_OK)
+		return rc;
+	if (!copy_string(&h->conf.ca_file, r->ca_file) || !copy_string(&h->conf.proxy, r->proxy)
+	    || !copy_string(&h->conf.user_agent, r->user_agent)) {
+		mde_drop_config(h);
+		return CURLE_OUT_OF_MEMORY;
+	}
+	h->conf.insecure = r->insecure;
+	h->conf.max_body = r->max_body;
+	h->conf.connect_timeout_ms = r->connect_timeout_ms;
+	h->conf.set = 1;
+	return CURLE_OK;
+}
 
-	if (r->method != MDE_GET && r->method != MDE_POST)
-		SET(CURLOPT_CUSTOMREQUEST, mde_methods[r->method]);
+/*
+ * Claims the open, idle handle h (busy until mde_end) and sets it up for
+ * the checked request r; CURLE_OK or why not (h->oom when out of memory).
+ * What a request sets of its own is set every time, so nothing of the
+ * previous request's carries over (a custom method, a body, a timeout).
+ *
+ * Allocates no Lua object, so no finalizer runs between the caller's checks
+ * and the end of the transfer: the handle stays as checked and the request
+ * table as read into r (libcurl copies the strings of r, except the body,
+ * which the table keeps alive).
+ */
+CURLcode mde_prepare(lua_State *L, mde_handle *h, const mde_request *r)
+{
+	CURLcode rc = CURLE_OK;
+
+	h->busy = 1;
+	mde_drop_headers(h);
+	h->body.len = h->head.len = 0;
+	h->max_body = r->max_body;
+	h->decode = r->decode;
+	h->too_large = h->oom = 0;
+	h->result = CURLE_OK;
+	h->errbuf[0] = '\0';
+
+	if (!same_config(h, r))
+		rc = configure(h, r);
+	SET(CURLOPT_URL, r->url);
+	SET(CURLOPT_TIMEOUT_MS, r->timeout_ms); /* 0: none */
+	SET(CURLOPT_CUSTOMREQUEST,
+		r->method != MDE_GET && r->method != MDE_POST ? mde_methods[r->method] : NULL);
 	/* POST, PUT, PATCH always send a body (Content-Length: 0 at least);
 	 * the string is the request table's, alive until perform returns */
 	if (r->body != NULL || (r->method != MDE_GET && r->method != MDE_DELETE)) {
 		SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
 		SET(CURLOPT_POSTFIELDS, r->body != NULL ? r->body : "");
+	} else { /* no body: back from the last request's POST, if any */
+		SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)-1);
+		SET(CURLOPT_POSTFIELDS, (char *)NULL);
+		SET(CURLOPT_HTTPGET, 1L);
 	}
 	if (rc == CURLE_OK && !build_headers(L, h, r))
 		rc = CURLE_OUT_OF_MEMORY;
@@ -318,6 +391,8 @@ CURLcode mde_prepare(lua_State *L, mde_handle *h, const mde_request *r)
 	 * copy of our options: raise */
 	if (rc == CURLE_OUT_OF_MEMORY)
 		h->oom = 1;
+	if (rc != CURLE_OK)
+		mde_drop_config(h); /* set up halfway: start afresh next time */
 	return rc;
 }
 
@@ -438,10 +513,13 @@ static void push_response(lua_State *L, mde_handle *h)
 	(void)curl_easy_getinfo(h->curl, CURLINFO_TOTAL_TIME, &total);
 
 	lua_createtable(L, 0, 7);
+	luaL_setmetatable(L, MDE_RESPONSE);
 	lua_pushinteger(L, (lua_Integer)status);
 	lua_setfield(L, -2, "status");
-	mde_headers_push(L, h->head.data != NULL ? h->head.data : empty, h->head.len);
-	lua_setfield(L, -2, "headers");
+	/* the table of headers is built when first asked for (see resp_index):
+	 * most calls only need the status and the body */
+	lua_pushlstring(L, h->head.data != NULL ? h->head.data : empty, h->head.len);
+	lua_setfield(L, -2, "raw_headers");
 	json = h->decode && is_json_response(h);
 	lua_pushlstring(L, h->body.data != NULL ? h->body.data : empty, h->body.len);
 	if (json) {
@@ -462,6 +540,31 @@ static void push_response(lua_State *L, mde_handle *h)
 	lua_setfield(L, -2, "http_version");
 	lua_pushnumber(L, (lua_Number)total);
 	lua_setfield(L, -2, "time");
+}
+
+/*
+ * __index of a response: resp.headers, the first time it is read, parsed
+ * from resp.raw_headers and kept in resp (a plain field from then on).
+ * The parser lower-cases names in place, so it works on a copy held by a
+ * userdata, which the GC frees whatever raises.
+ */
+static int resp_index(lua_State *L)
+{
+	size_t len;
+	const char *raw;
+	char *copy;
+	if (lua_type(L, 2) != LUA_TSTRING || strcmp(lua_tostring(L, 2), "headers") != 0)
+		return 0;
+	lua_getfield(L, 1, "raw_headers");          /* resp key raw */
+	if (lua_type(L, -1) != LUA_TSTRING)
+		return 0;
+	raw = lua_tolstring(L, -1, &len);
+	copy = (char *)lua_newuserdatauv(L, len > 0 ? len : 1, 0);
+	memcpy(copy, raw, len);
+	mde_headers_push(L, copy, len);             /* resp key raw copy headers */
+	lua_pushvalue(L, -1);
+	lua_setfield(L, 1, "headers");
+	return 1;
 }
 
 /*
@@ -493,6 +596,7 @@ static void release(mde_handle *h)
 		h->curl = NULL;
 	}
 	mde_drop_headers(h);
+	mde_drop_config(h);
 	buf_free(&h->body);
 	buf_free(&h->head);
 	if (h->share != NULL) {
@@ -653,6 +757,12 @@ int luaopen_mde_core(lua_State *L)
 {
 	if (pthread_once(&global_once, global_init_once) != 0 || global_rc != CURLE_OK)
 		return luaL_error(L, "cannot initialise libcurl");
+
+	/* responses: headers on demand */
+	luaL_newmetatable(L, MDE_RESPONSE);
+	lua_pushcfunction(L, resp_index);
+	lua_setfield(L, -2, "__index");
+	lua_pop(L, 1);
 
 	/* the handle metatable, methods as __index */
 	luaL_newmetatable(L, MDE_HANDLE);

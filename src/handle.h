@@ -10,6 +10,7 @@
 #include "mde.h"
 
 #define MDE_HANDLE "mde.Handle"
+#define MDE_RESPONSE "mde.Response"
 
 typedef struct mde_buf {
 	char *data;
@@ -23,6 +24,22 @@ typedef struct mde_share {
 	unsigned refs;
 	struct share_box *box; /* the registry's pointer to it, NULL once collected */
 } mde_share;
+
+/*
+ * The options of a handle that rarely change between its requests (a
+ * client sends them all alike). While a request's match these, mde_prepare
+ * sets only what is the request's own (URL, method, body, headers, timeout)
+ * instead of resetting the handle and setting everything again. The
+ * strings are our copies (the proxy URL may hold a password: wiped when
+ * freed); set == 0: none in effect, the next request resets.
+ */
+typedef struct mde_config {
+	int set;
+	char *ca_file, *proxy, *user_agent;
+	long connect_timeout_ms;
+	size_t max_body;
+	int insecure;
+} mde_config;
 
 /*
  * Everything here is owned by the userdata, so __gc frees it whatever
@@ -39,6 +56,7 @@ typedef struct mde_handle {
 	struct curl_slist *headers; /* request headers, kept until perform ends */
 	mde_share *share;
 	mde_buf body, head;         /* response body and raw header block */
+	mde_config conf;            /* the options in effect (see mde_config) */
 	size_t max_body;
 	int decode;
 	int too_large;              /* 1: body past max_body, 2: headers too long */
@@ -55,6 +73,7 @@ typedef struct mde_handle {
  * mde_end, then re-raises what the pcall caught. */
 MDE_API CURLcode mde_prepare(lua_State *L, mde_handle *h, const mde_request *r);
 MDE_API void mde_drop_headers(mde_handle *h);
+MDE_API void mde_drop_config(mde_handle *h);
 MDE_API int mde_push_result(lua_State *L, mde_handle *h);
 MDE_API void mde_end(mde_handle *h);
 

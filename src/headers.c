@@ -114,8 +114,13 @@ void mde_headers_push(lua_State *L, char *buf, size_t len)
 	const char *last = NULL;   /* name of the previous header, for folded lines */
 	size_t last_len = 0;
 
+	size_t lines = 0;
+	for (p = buf; p < end && (p = memchr(p, '\n', (size_t)(end - p))) != NULL; p++)
+		lines++;
+	p = buf;
 	luaL_checkstack(L, 8, "response headers");
-	lua_newtable(L);
+	/* room for every line but the status line and the blank one: no rehash */
+	lua_createtable(L, 0, lines > 2 ? (int)(lines < 64 ? lines - 2 : 64) : 0);
 	lua_pushnil(L);                 /* t side: made on the first repeat */
 	while (p < end) {
 		char *nl = memchr(p, '\n', (size_t)(end - p));

@@ -209,6 +209,7 @@ function M.new(opts)
     sleep = sleep,
     log = log,
     secrets = secrets,
+    urls = {}, -- endpoint -> its absolute URL (see endpoint_url)
   }
   return c
 end
@@ -404,10 +405,14 @@ end
 function Client:request(method, path, opts)
   local r, err = prepare(self, method, path, opts, "request")
   if not r then return nil, err end
-  return pipeline.call(self, {
+  local resp
+  resp, err = pipeline.call(self, {
     method = r.method, url = url.with_query(r.url, r.query), body = r.body, headers = r.headers,
     safe = r.safe, deadline = r.deadline, expect = "any",
   })
+  if not resp then return nil, err end
+  if resp.headers == nil then resp.headers = {} end -- (mde.core parses them on this first read)
+  return resp
 end
 
 
@@ -470,17 +475,34 @@ local function batches(list, size)
 end
 
 
+-- The absolute URL of an endpoint without {id}, built once per client.
+local function endpoint_url(c, e)
+  local urls = pipeline.state[c].urls
+  local u = urls[e]
+  if not u then
+    u = c.base_url .. e.path
+    urls[e] = u
+  end
+  return u
+end
+
+
+local NO_QUERY = {} -- (shared, never modified: paging copies a query before changing it)
+
 -- How a listing is fetched: the request, and the page size: n pages with $top/$skip
 -- (all = true), false follows nextLinks only (the by-session call, whose answer the IDs
 -- bound), nil takes one page as the API gives it.
 -- `deadline_at`: when the whole named call must end (nil: each request has its own deadline).
 local function plan(c, e, body, opts, deadline_at)
-  local query = {}
-  if opts.query then for k, v in pairs(opts.query) do query[k] = v end end
-  if opts.top then query["$top"] = opts.top end
-  if opts.skip then query["$skip"] = opts.skip end
+  local query = NO_QUERY
+  if opts.query or opts.top or opts.skip then
+    query = {}
+    if opts.query then for k, v in pairs(opts.query) do query[k] = v end end
+    if opts.top then query["$top"] = opts.top end
+    if opts.skip then query["$skip"] = opts.skip end
+  end
   local r = {
-    method = e.method, url = c.base_url .. e.path, query = query, headers = NO_HEADERS,
+    method = e.method, url = endpoint_url(c, e), query = query, headers = NO_HEADERS,
     body = body, safe = e.safe, endpoint = e, deadline_at = deadline_at,
   }
   local page_size
@@ -500,13 +522,15 @@ local function first_call(r, page_size)
 end
 
 
--- Append the items of a planned listing to `out`; `first` is its first response when fetched ahead.
--- Most listings end with their first page: the page iterator only comes in when more may follow.
+-- Append the items of a planned listing to `out` (nil: a new list); `first` is its first
+-- response when fetched ahead. Most listings end with their first page: the page iterator
+-- only comes in when more may follow.
 local function collect(c, r, page_size, out, first)
   local resp, err = first, nil
   if not resp then resp, err = pipeline.call(c, first_call(r, page_size)) end
   if not resp then return nil, err end
   if page_size ~= nil and paging.more(resp.body, r.query, page_size) then
+    out = out or {}
     local ok, perr = pcall(function()
       for items in page_iterator(c, r, page_size, resp) do
         for i = 1, #items do out[#out + 1] = items[i] end
@@ -523,9 +547,17 @@ local function collect(c, r, page_size, out, first)
     return nil, errors.new{ kind = "decode", status = resp.status, message = "expected a listing from " .. r.url }
   end
   if r.endpoint.history then normalise_history(items) end
+  if not out then return items end -- (the decoded list itself: nothing to join)
   local n = #out
   for i = 1, #items do out[n + i] = items[i] end
   return out
+end
+
+
+-- The JSON body of a call that takes IDs: { "<body_key>": [ ids ] }.
+local function ids_body(e, ids)
+  if type(ids) == "string" then return '{"' .. e.body_key .. '":[' .. cjson.encode(ids) .. "]}" end
+  return cjson.encode{ [e.body_key] = ids }
 end
 
 
@@ -533,22 +565,26 @@ end
 -- fetched `concurrency` at a time, results joined in the order of the IDs.
 local function by_ids(c, name, ids, opts, what)
   local e = scans.endpoints[name]
-  local list, err = check_ids(ids, what)
-  if not list then return nil, err end
+  local err
   opts, err = check_list_opts(opts, what)
   if not opts then return nil, err end
-  local parts = batches(list, opts.batch_size or c.options.batch_size)
   -- one deadline for the whole call, all its batches and pages
   local deadline_at = pipeline.state[c].now() + c.options.deadline
-  if #parts == 1 then -- the common case: one request, nothing to plan ahead
-    local r, page_size = plan(c, e, cjson.encode{ [e.body_key] = parts[1] }, opts, deadline_at)
-    return collect(c, r, page_size, {})
+  if type(ids) == "string" and ids ~= "" then -- the common case: one ID, one request
+    return collect(c, plan(c, e, ids_body(e, ids), opts, deadline_at))
+  end
+  local list
+  list, err = check_ids(ids, what)
+  if not list then return nil, err end
+  local parts = batches(list, opts.batch_size or c.options.batch_size)
+  if #parts == 1 then
+    return collect(c, plan(c, e, ids_body(e, parts[1]), opts, deadline_at))
   end
   local plans, sizes, firsts = {}, {}, {}
   for b = 1, #parts do
-    plans[b], sizes[b] = plan(c, e, cjson.encode{ [e.body_key] = parts[b] }, opts, deadline_at)
+    plans[b], sizes[b] = plan(c, e, ids_body(e, parts[b]), opts, deadline_at)
   end
-  if #parts > 1 and c.options.concurrency > 1 then
+  if c.options.concurrency > 1 then
     local calls = {}
     for b = 1, #parts do calls[b] = first_call(plans[b], sizes[b]) end
     local results = pipeline.call_all(c, calls, c.options.concurrency)
@@ -649,9 +685,7 @@ local function listing(c, name, opts, what)
   opts, err = check_list_opts(opts, what)
   if not opts then return nil, err end
   if opts.batch_size then return errors.invalid("%s: 'batch_size' applies to calls that take IDs", what) end
-  local r, page_size = plan(c, scans.endpoints[name], nil, opts,
-    pipeline.state[c].now() + c.options.deadline)
-  return collect(c, r, page_size, {})
+  return collect(c, plan(c, scans.endpoints[name], nil, opts, pipeline.state[c].now() + c.options.deadline))
 end
 
 

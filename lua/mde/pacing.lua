@@ -6,8 +6,13 @@
 -- plus the window. Departure times never decrease, so no window of `window`
 -- seconds ever holds more than `limit` departures. A 429 from the service
 -- blocks every request of the same budget until its Retry-After has passed.
+--
+-- Two ways to keep that state: a store that lives in this Lua state (the default
+-- mde.store) hands out a plain table per budget (`store:budget(key)`), so pacing costs a
+-- few table reads per request; any other store (mde.store.ngx: every nginx worker shares
+-- the budget) goes through its get/set interface under its lock.
 
-local tostring = tostring
+local tostring, type = tostring, type
 local max = math.max
 
 local M = {}
@@ -54,6 +59,55 @@ local function slot_key(wk, i)
 end
 
 
+-- In-process budgets --------------------------------------------------------------------
+-- budget = { blocked = time | nil, [limit] = { [window] = ring } },
+-- ring = { seq = requests so far, [0 .. limit - 1] = departure (or end) times }
+
+local function ring_of(b, w)
+  local by_limit = b[w.limit]
+  if not by_limit then
+    by_limit = {}
+    b[w.limit] = by_limit
+  end
+  local ring = by_limit[w.window]
+  if not ring then
+    ring = { seq = 0 }
+    by_limit[w.window] = ring
+  end
+  return ring
+end
+
+local function reserve_local(b, windows, now, max_wait)
+  local t = now
+  local blocked = b.blocked
+  if blocked and blocked > t then t = blocked end
+  for i = 1, #windows do
+    local w = windows[i]
+    local ring = ring_of(b, w)
+    local prev = ring[ring.seq % w.limit]
+    if prev then
+      prev = prev + w.window + MARGIN
+      if prev > t then t = prev end
+    end
+  end
+  local wait = t - now
+  if wait > max_wait then return nil, wait end
+  -- ticket: ring, slot, ring, slot, ... (for settle)
+  local ticket = {}
+  for i = 1, #windows do
+    local w = windows[i]
+    local ring = ring_of(b, w)
+    local seq = ring.seq
+    local slot = seq % w.limit
+    ring[slot], ring.seq = t, seq + 1
+    ticket[2 * i - 1], ticket[2 * i] = ring, slot
+  end
+  return wait, ticket
+end
+
+
+-- Shared stores ---------------------------------------------------------------------------
+
 --- Reserve a departure time for one request.
 -- @param store  a store (mde.store)
 -- @param key    the budget (application and tenant: the service counts per app)
@@ -63,6 +117,7 @@ end
 -- @return wait (seconds, >= 0) and a ticket for `settle`, or nil and the wait that would be needed
 -- (or nil, 0 and a message when the store could not be locked)
 function M.reserve(store, key, windows, now, max_wait)
+  if store.budget then return reserve_local(store:budget(key), windows, now, max_wait) end
   local k = keys_of(key)
   local unlock, err = store:lock(k.lock, max_wait)
   if not unlock then return nil, 0, err or "lock failed" end
@@ -102,6 +157,14 @@ end
 -- slots count from then (a slow network or a slow process must not let the next request
 -- of the window arrive early).
 function M.settle(store, ticket, t)
+  if type(ticket[1]) == "table" then -- an in-process budget's
+    for i = 1, #ticket, 2 do
+      local ring, slot = ticket[i], ticket[i + 1]
+      local cur = ring[slot]
+      if cur and cur < t then ring[slot] = t end
+    end
+    return
+  end
   for i = 1, #ticket do
     local slot = ticket[i]
     local cur = store:get(slot)
@@ -112,6 +175,11 @@ end
 
 --- The service said 429: hold every request of this budget until `until_time`.
 function M.block(store, key, until_time, now)
+  if store.budget then
+    local b = store:budget(key)
+    if not b.blocked or b.blocked < until_time then b.blocked = until_time end
+    return
+  end
   local bkey = keys_of(key).blocked
   local cur = store:get(bkey)
   if not cur or cur < until_time then

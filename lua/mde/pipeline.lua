@@ -8,6 +8,7 @@
 
 local type, tostring, setmetatable = type, tostring, setmetatable
 local min, max = math.min, math.max
+local find, byte = string.find, string.byte
 
 local core = require "mde.core"
 local errors = require "mde.errors"
@@ -28,6 +29,7 @@ local JSON_HEADERS = { "Accept: application/json" }
 local JSON_BODY_HEADERS = { "Accept: application/json", "Content-Type: application/json" }
 local unpack = table.unpack or unpack
 
+local NO_HEADERS = {} -- (a response without headers: shared, never modified)
 local REDIRECTS = { [301] = true, [302] = true, [303] = true, [307] = true, [308] = true }
 local MAX_REDIRECTS = 5
 local RETRY_AFTER_MARGIN = 0.05
@@ -74,10 +76,9 @@ end
 -- Is `u` on the host of `base` (a URL without a trailing slash)? The common case, a URL
 -- the client built from `base`, is answered without parsing anything.
 local function same_origin(u, base)
-  local n = #base
-  if u:sub(1, n) == base then
-    local after = u:sub(n + 1, n + 1)
-    if after == "" or after == "/" or after == "?" then return true end
+  if find(u, base, 1, true) == 1 then
+    local after = byte(u, #base + 1)
+    if after == nil or after == 47 or after == 63 then return true end -- end, "/", "?"
   end
   local o = url.origin(u)
   return o ~= nil and o == url.origin(base)
@@ -198,8 +199,10 @@ local function judge(st, resp, facts, elapsed)
     return "done", nil, err
   end
 
-  local status, headers = resp.status, resp.headers or {}
+  -- (resp.headers of mde.core is parsed when first read: read it only when needed)
+  local status = resp.status
   if p.log then
+    local headers = resp.headers or NO_HEADERS
     p.log{ type = "response", method = st.method, url = st.target, status = status, elapsed = elapsed,
            attempt = st.attempt, request_id = headers["request-id"] or headers["x-ms-request-id"] }
   end
@@ -230,7 +233,7 @@ local function judge(st, resp, facts, elapsed)
   end
 
   if REDIRECTS[status] then
-    local loc = url.resolve(st.target, headers.location)
+    local loc = url.resolve(st.target, (resp.headers or NO_HEADERS).location)
     if not loc then
       return "done", nil, errors.new{ kind = "http", status = status, message = "redirect without a usable Location" }
     end
@@ -251,13 +254,14 @@ local function judge(st, resp, facts, elapsed)
   end
 
   if status >= 200 and status < 300 then
-    local rid = headers["request-id"]
     if resp.decode_error then
-      return "done", nil, errors.new{ kind = "decode", status = status, request_id = rid,
+      return "done", nil, errors.new{ kind = "decode", status = status,
+        request_id = (resp.headers or NO_HEADERS)["request-id"],
         message = "the API's JSON could not be decoded: " .. resp.decode_error }
     end
     if st.spec.expect == "json" and type(resp.body) ~= "table" then
-      local ct = headers["content-type"]
+      local headers = resp.headers or NO_HEADERS
+      local rid, ct = headers["request-id"], headers["content-type"]
       local why = (resp.body == nil or resp.body == "") and "an empty body"
         or (type(ct) == "string" and core.is_json(ct) and "JSON that is not an object or list")
         or ("a body of type " .. tostring(ct or "(none)"))

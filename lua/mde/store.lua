@@ -9,6 +9,9 @@
 --   s:delete(key)
 --   s:incr(key, n, init, ttl)  -> new value (atomic add; init when the key is absent)
 --   s:lock(key, timeout)       -> unlock function | nil, err   (exclusive section)
+-- and, only in a store that lives in this Lua state (pacing then reads and writes that
+-- table directly instead of going through get/set: see mde.pacing):
+--   s:budget(key)              -> a table of its own for the pacing budget `key`
 
 local setmetatable = setmetatable
 
@@ -20,7 +23,17 @@ Store.__index = Store
 
 --- A new in-process store. `now` returns the current time in seconds.
 function M.new(now)
-  return setmetatable({ data = {}, expires = {}, now = now or os.time }, Store)
+  return setmetatable({ data = {}, expires = {}, budgets = {}, now = now or os.time }, Store)
+end
+
+
+function Store:budget(key)
+  local b = self.budgets[key]
+  if not b then
+    b = {}
+    self.budgets[key] = b
+  end
+  return b
 end
 
 

@@ -12,8 +12,8 @@
 -- A VM serves one task at a time and stays in the pool between tasks, so the one mde.core
 -- handle each VM keeps here carries its connections and TLS sessions over to the next call
 -- (keep-alive), like mde.transport.curl does in a plain Lua process. Nothing of a request is
--- kept: the handle resets every option per request (mde.core) and wipes the Authorization
--- header when the transfer ends.
+-- kept: the handle sets a request's own options for every request, resets the others when
+-- they change (mde.core) and wipes the Authorization header when the transfer ends.
 
 local core = require "mde.core"
 
@@ -33,6 +33,8 @@ function M.send(req)
     -- (the handle stays usable); the caller's side raises it again in the worker's VM
     return nil, { raised = tostring(resp) }
   end
+  -- the copy into the worker's VM takes fields, not metatables: parse the headers here
+  if resp then local _ = resp.headers end
   return resp, facts
 end
 
