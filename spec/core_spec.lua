@@ -590,14 +590,16 @@ describe("mde.core", function()
       r = send{ method = "PUT", body = "four", user_agent = "ua/2" }
       assert.same({ "PUT", "four", "ua/2" }, { r.method, r.body, r.user_agent })
       -- a timeout is the request's own: the next one without it waits as long as it takes
-      s:control{ faults = { { route = "all", status = 200, body = "{}", content_type = "application/json", delay = 0.3 } } }
+      s:control{ faults = { { route = "all", status = 200, body = "{}", content_type = "application/json",
+                              delay = 0.3 } } }
       local resp, f = h:perform{ url = u, ca_file = s.ca_file, bearer = token, timeout = 0.1 }
       assert.is_nil(resp)
       assert.equal("timeout", f.kind)
       assert.equal(200, assert(h:perform{ url = u, ca_file = s.ca_file, bearer = token }).status)
       -- TLS trust: verification skipped once is on again for the next request
       s:control{ faults = {} }
-      assert(h:perform{ url = s.badname_url .. AGENTS, ca_file = s.ca_file, insecure = true, bearer = token, timeout = 5 })
+      assert(h:perform{ url = s.badname_url .. AGENTS, ca_file = s.ca_file, insecure = true, bearer = token,
+                        timeout = 5 })
       resp, f = h:perform{ url = s.badname_url .. AGENTS, ca_file = s.ca_file, bearer = token, timeout = 5 }
       assert.is_nil(resp)
       assert.equal("tls", f.kind)

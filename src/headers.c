@@ -115,9 +115,9 @@ void mde_headers_push(lua_State *L, char *buf, size_t len)
 	size_t last_len = 0;
 
 	size_t lines = 0;
-	for (p = buf; p < end && (p = memchr(p, '\n', (size_t)(end - p))) != NULL; p++)
+	const char *q;
+	for (q = buf; q < end && (q = memchr(q, '\n', (size_t)(end - q))) != NULL; q++)
 		lines++;
-	p = buf;
 	luaL_checkstack(L, 8, "response headers");
 	/* room for every line but the status line and the blank one: no rehash */
 	lua_createtable(L, 0, lines > 2 ? (int)(lines < 64 ? lines - 2 : 64) : 0);
