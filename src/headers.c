@@ -115,8 +115,8 @@ void mde_headers_push(lua_State *L, char *buf, size_t len)
 	size_t last_len = 0;
 
 	size_t lines = 0;
-	const char *q;
-	for (q = buf; q < end && (q = memchr(q, '\n', (size_t)(end - q))) != NULL; q++)
+	const char *scan;
+	for (scan = buf; scan < end && (scan = memchr(scan, '\n', (size_t)(end - scan))) != NULL; scan++)
 		lines++;
 	luaL_checkstack(L, 8, "response headers");
 	/* room for every line but the status line and the blank one: no rehash */
