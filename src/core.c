@@ -192,25 +192,6 @@ static int add_bearer(mde_handle *h, const char *token, size_t len)
 	return ok;
 }
 
-/*
- * the request table at idx -> its "headers" field pushed. Found by walking
- * the table rather than by pushing the key: pushing a string may run a GC
- * step, and mde_prepare must not allocate (see there). The keys are all
- * strings (checked).
- */
-static void push_header_list(lua_State *L, int idx)
-{
-	lua_pushnil(L);
-	while (lua_next(L, idx) != 0) {             /* ... key value */
-		if (strcmp(lua_tostring(L, -2), "headers") == 0) {
-			lua_remove(L, -2);
-			return;
-		}
-		lua_pop(L, 1);
-	}
-	lua_pushnil(L);
-}
-
 /* the request's header lines -> h->headers; 0 when out of memory */
 static int build_headers(lua_State *L, mde_handle *h, const mde_request *r)
 {
@@ -221,15 +202,12 @@ static int build_headers(lua_State *L, mde_handle *h, const mde_request *r)
 	if (r->bearer != NULL && !add_bearer(h, r->bearer, r->bearer_len))
 		return 0;
 	if (r->headers) {
-		size_t i, n;
-		push_header_list(L, r->table);              /* ... list (checked) */
-		n = lua_rawlen(L, -1);
+		size_t i, n = lua_rawlen(L, r->headers); /* the list (checked) */
 		for (i = 1; ok && i <= n; i++) {
-			lua_rawgeti(L, -1, (int)i);
+			lua_rawgeti(L, r->headers, (int)i);
 			ok = add_header(h, lua_tostring(L, -1));
 			lua_pop(L, 1);
 		}
-		lua_pop(L, 1);
 	}
 	return ok;
 }
@@ -671,7 +649,7 @@ static int h_perform(lua_State *L)
 	 * the checks to the end of the transfer nothing may (mde_prepare) */
 	lua_pushcfunction(L, push_result);          /* h req f */
 	h = check_idle(L, 1);
-	mde_request_check(L, 2, 2, 0, &r);
+	mde_request_check(L, 2, 2, 0, &r);          /* h req f list */
 	h->result = mde_prepare(L, h, &r);
 	if (h->result == CURLE_OK)
 		h->result = curl_easy_perform(h->curl);
@@ -682,7 +660,7 @@ static int h_perform(lua_State *L)
 	mde_end(h);
 	if (status != LUA_OK)
 		return lua_error(L);
-	return lua_gettop(L) - 3;
+	return lua_gettop(L) - 4;
 }
 
 /* close and __close: a handle in use is closed when its call ends */

@@ -38,12 +38,14 @@ typedef struct mde_request {
 	size_t max_body;          /* SIZE_MAX: no limit */
 	int table;                /* stack index of the request table */
 	int arg, item;            /* whom errors blame: argument, list item */
-	int headers;              /* the table has a (checked) header list */
+	int list_slot;            /* (while checking: where the header list goes) */
+	int headers;              /* stack index of the (checked) header list; 0: none */
 	int insecure;             /* skip TLS verification */
 	int decode;               /* decode JSON bodies */
 } mde_request;
 
 MDE_API const char *const mde_methods[];
+/* pushes one value (the header list, or nil), to stay on the stack as long as r is used */
 MDE_API void mde_request_check(lua_State *L, int idx, int arg, int item, mde_request *r);
 
 /* headers.c: header block (status line, "Name: value" lines) -> table of

@@ -246,7 +246,7 @@ static int core_perform_all(lua_State *L)
 		luaL_argerror(L, 1, "too many handles");
 	lua_pushcfunction(L, push_results);             /* handles reqs f */
 	slots = (slot *)lua_newuserdatauv(L, n * sizeof *slots + 1, 0);
-	luaL_checkstack(L, 2 * (int)n + LUA_MINSTACK, "too many requests for one perform_all");
+	luaL_checkstack(L, 3 * (int)n + LUA_MINSTACK, "too many requests for one perform_all");
 
 	/* From the first check to the end of the transfers nothing allocates a
 	 * Lua object (mde_prepare), so no finalizer runs in between: what is
@@ -254,8 +254,8 @@ static int core_perform_all(lua_State *L)
 	check_handles(L, slots, n);                     /* handles reqs f slots h1..hn */
 	for (i = 0; i < n; i++) {
 		lua_rawgeti(L, 2, (int)i + 1);          /* stays: r's strings are its */
-		mde_request_check(L, -1, 2, (int)i + 1, &slots[i].r);
-	}                                               /* ... h1..hn req1..reqn */
+		mde_request_check(L, -1, 2, (int)i + 1, &slots[i].r); /* and its list */
+	}                                               /* ... h1..hn req1 list1..reqn listn */
 
 	/* Set up. Nothing raises from here until every handle is mde_end'ed. */
 	for (i = 0; i < n; i++) {

@@ -138,7 +138,11 @@ static void check_headers(lua_State *L, const char *key, mde_request *r)
 				"item %d must be a non-empty line without CR, LF or NUL", (int)i));
 		lua_pop(L, 1);
 	}
-	r->headers = 1;
+	/* kept in the slot mde_request_check made for it: no lookup (which
+	 * could allocate) is needed to find it again */
+	lua_pushvalue(L, -1);
+	lua_replace(L, r->list_slot);
+	r->headers = r->list_slot;
 }
 
 static void check_body(lua_State *L, const char *key, mde_request *r)
@@ -254,10 +258,11 @@ static const struct field {
 
 /*
  * Reads the request table at idx into *r, raising on the first bad field
- * as a bad argument arg (item > 0: the item-th request of a list).
+ * as a bad argument arg (item > 0: the item-th request of a list), and
+ * pushes its header list (nil when it has none: r->headers is then 0).
  * Raw traversal: no metamethod (so no Lua code) runs while we look.
  * The strings in *r belong to the table, which must stay on the stack
- * (at r->table) while they are used.
+ * (at r->table) while they are used, and so must the pushed list.
  */
 void mde_request_check(lua_State *L, int idx, int arg, int item, mde_request *r)
 {
@@ -273,6 +278,8 @@ void mde_request_check(lua_State *L, int idx, int arg, int item, mde_request *r)
 			luaL_typename(L, r->table)));
 	luaL_checkstack(L, 6, "request table");
 
+	lua_pushnil(L);                           /* req list (nil until found) */
+	r->list_slot = lua_gettop(L);
 	lua_pushnil(L);
 	while (lua_next(L, r->table) != 0) {      /* req key value */
 		const struct field *f;

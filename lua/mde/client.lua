@@ -422,7 +422,7 @@ local function page_iterator(c, r, page_size, first)
     return pipeline.call(c, { method = r.method, url = u, body = r.body, headers = r.headers,
       safe = r.safe, deadline = r.deadline, deadline_at = r.deadline_at, expect = "json" })
   end
-  return paging.iterate(fetch, r.url, r.query, {
+  return paging.iterate(fetch, r.listing or r.url, r.query, {
     page_size = page_size,
     origin = url.origin(c.base_url),
     normalise = r.endpoint and r.endpoint.history and normalise_history or nil,
@@ -501,24 +501,20 @@ local function plan(c, e, body, opts, deadline_at)
     if opts.top then query["$top"] = opts.top end
     if opts.skip then query["$skip"] = opts.skip end
   end
-  local r = {
-    method = e.method, url = endpoint_url(c, e), query = query, headers = NO_HEADERS,
-    body = body, safe = e.safe, endpoint = e, deadline_at = deadline_at,
-  }
   local page_size
   if opts.all then
     page_size = c.options.page_size
   elseif e.body_key == "SessionIds" and not (opts.top or opts.skip) then
     page_size = false
   end
+  local listing = endpoint_url(c, e)
+  -- (also the pipeline's spec of the call that fetches the first page: url is that page's)
+  local r = {
+    method = e.method, url = paging.first_url(listing, query, page_size), listing = listing,
+    query = query, headers = NO_HEADERS, body = body, safe = e.safe, expect = "json",
+    endpoint = e, deadline_at = deadline_at,
+  }
   return r, page_size
-end
-
-
--- The call that fetches the first page of a plan.
-local function first_call(r, page_size)
-  return { method = r.method, url = paging.first_url(r.url, r.query, page_size), body = r.body,
-           headers = r.headers, safe = r.safe, expect = "json", deadline_at = r.deadline_at }
 end
 
 
@@ -527,7 +523,7 @@ end
 -- only comes in when more may follow.
 local function collect(c, r, page_size, out, first)
   local resp, err = first, nil
-  if not resp then resp, err = pipeline.call(c, first_call(r, page_size)) end
+  if not resp then resp, err = pipeline.call(c, r) end
   if not resp then return nil, err end
   if page_size ~= nil and paging.more(resp.body, r.query, page_size) then
     out = out or {}
@@ -544,7 +540,7 @@ local function collect(c, r, page_size, out, first)
   end
   local items = paging.items(resp.body)
   if not items then
-    return nil, errors.new{ kind = "decode", status = resp.status, message = "expected a listing from " .. r.url }
+    return nil, errors.new{ kind = "decode", status = resp.status, message = "expected a listing from " .. r.listing }
   end
   if r.endpoint.history then normalise_history(items) end
   if not out then return items end -- (the decoded list itself: nothing to join)
@@ -585,9 +581,7 @@ local function by_ids(c, name, ids, opts, what)
     plans[b], sizes[b] = plan(c, e, ids_body(e, parts[b]), opts, deadline_at)
   end
   if c.options.concurrency > 1 then
-    local calls = {}
-    for b = 1, #parts do calls[b] = first_call(plans[b], sizes[b]) end
-    local results = pipeline.call_all(c, calls, c.options.concurrency)
+    local results = pipeline.call_all(c, plans, c.options.concurrency)
     for b = 1, #parts do
       if results[b].err then return nil, results[b].err end
       firsts[b] = results[b].resp

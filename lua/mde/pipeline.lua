@@ -112,8 +112,9 @@ end
 
 
 --- Get the next attempt ready: deadline, token, pacing.
--- Returns the transport request and the pacing wait before it may leave, or nil and an error.
-local function prepare(st)
+-- Returns the transport request (in `req`, when given one this client made before) and the
+-- pacing wait before it may leave, or nil and an error.
+local function prepare(st, req)
   local c, p, o = st.c, st.p, st.c.options
   local now = p.now
   local t = now()
@@ -157,10 +158,16 @@ local function prepare(st)
     end
     p.log{ type = "request", method = st.method, url = st.target, attempt = st.attempt }
   end
+  -- no attempt may outlive the deadline
+  local timeout = min(o.timeout, max(st.deadline - t - wait, 0.001))
+  if req then -- (the client's own fields are set already)
+    req.method, req.url, req.headers, req.body, req.bearer, req.timeout =
+      st.method, st.target, st.headers, st.body, token, timeout
+    return req, wait
+  end
   return {
     method = st.method, url = st.target, headers = st.headers, body = st.body, bearer = token,
-    -- no attempt may outlive the deadline
-    timeout = min(o.timeout, max(st.deadline - t - wait, 0.001)),
+    timeout = timeout,
     connect_timeout = o.connect_timeout, ca_file = o.ca_file, insecure = o.insecure,
     proxy = p.proxy, user_agent = o.user_agent, max_body = o.max_body,
   }, wait
@@ -288,14 +295,29 @@ function M.call(c, spec)
   local st, err = start(c, spec)
   if not st then return nil, err end
   local p = st.p
+  local transport = p.transport
+  -- A transport that keeps nothing of a request once send returns lets one request table
+  -- serve every attempt and the next call. The call takes it from the client (a call made
+  -- meanwhile, say from a logger, makes its own) and gives it back when done.
+  local reuse = transport.request_reusable
+  local req = reuse and p.spare_req or nil
+  if req then p.spare_req = nil end
   while true do
-    local req, wait = prepare(st)
+    local wait
+    req, wait = prepare(st, req)
     if not req then return nil, wait end
     if wait > 0 then p.sleep(wait) end
     local t0 = p.now()
-    local resp, facts = p.transport:send(req)
+    local resp, facts = transport:send(req)
     local verdict, a, b = judge(st, resp, facts, p.now() - t0)
-    if verdict == "done" then return a, b end
+    if verdict == "done" then
+      if reuse then
+        req.bearer, req.body = nil, nil -- (no token kept, no body held)
+        p.spare_req = req
+      end
+      return a, b
+    end
+    if not reuse then req = nil end
     if a > 0 then p.sleep(a) end
   end
 end

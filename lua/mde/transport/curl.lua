@@ -21,6 +21,8 @@ end
 function Transport:send(req)
   return self.handle:perform(req)
 end
+-- (perform keeps nothing of req once it returns: the pipeline may fill it again)
+Transport.request_reusable = true
 
 
 --- Several requests in flight at once on one thread (libcurl's multi interface).
