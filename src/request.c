@@ -233,7 +233,7 @@ static void check_max_body(lua_State *L, const char *key, mde_request *r)
 
 typedef void (*field_check)(lua_State *L, const char *key, mde_request *r);
 
-#define FIELD(name, check) { name, sizeof name - 1, check }
+#define FIELD(name, check) { (name), sizeof(name) - 1, (check) }
 
 static const struct field {
 	const char *name;
