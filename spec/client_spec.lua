@@ -223,6 +223,35 @@ describe("mde client against the local server", function()
       assert.equal(SEED_SESSION, resp.body.value[1].SessionIds)
     end)
 
+    -- a client reuses one request table and one call state from call to call: nothing of
+    -- one call may reach the next, and a call made in the middle of another (here from the
+    -- logger) gets its own
+    it("keeps every call's request its own, also when a call runs inside another", function()
+      local client, inner
+      client = new{ logger = function(e)
+        if e.type == "request" and e.url:find("GetScanHistoryBySessionId", 1, true) and not inner then
+          inner = assert(client:scan_agents())
+        end
+      end }
+      local resp = assert(client:request("POST", "/api/DeviceAuthenticatedScanDefinitions/GetScanHistoryBySessionId",
+        { body = { SessionIds = { SEED_SESSION } } }))
+      assert.equal(SEED_SESSION, resp.body.value[1].SessionIds)
+      assert.is_true(#inner > 0)
+      local agents = assert(client:scan_agents())
+      assert.same(inner, agents)
+      local recs = assert(client:scan_history_by_session(SEED_SESSION))
+      assert.equal(SEED_SESSION, recs[1].SessionIds)
+      local seen = s:requests()
+      local methods, bodies = {}, {}
+      for _, r in ipairs(seen) do
+        if r.route ~= "token" then
+          methods[#methods + 1], bodies[#bodies + 1] = r.route .. " " .. r.method, r.body_length > 0
+        end
+      end
+      assert.same({ "agents GET", "history_by_session POST", "agents GET", "history_by_session POST" }, methods)
+      assert.same({ false, true, false, true }, bodies)
+    end)
+
     it("refuses to send the token to another host", function()
       local r, err = new():request("GET", s.alt_base_url .. "/api/DeviceAuthenticatedScanAgents")
       assert.is_nil(r)

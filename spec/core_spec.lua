@@ -348,6 +348,28 @@ describe("mde.core", function()
     end)
   end)
 
+  describe("as_lists", function()
+    it("makes a field of every record a list: lists stay, an object is wrapped, anything else is empty", function()
+      local obj = { Ip = "10.0.0.1" }
+      local list = { { Ip = "10.0.0.2" }, { Ip = "10.0.0.3" } }
+      local empty = {}
+      local items = {
+        { L = list }, { L = obj }, { L = empty }, {}, { L = core.null }, { L = "x" }, "not a record", { L = 5 },
+      }
+      assert.equal(items, core.as_lists(items, "L"))
+      assert.equal(list, items[1].L)
+      assert.same({ obj }, items[2].L)
+      assert.equal(obj, items[2].L[1])
+      assert.equal(empty, items[3].L)
+      for i = 4, 6 do assert.same({}, items[i].L) end
+      assert.equal("not a record", items[7])
+      assert.same({}, items[8].L)
+      assert.same({}, core.as_lists({}, "L"))
+      assert.has_error(function() core.as_lists(nil, "L") end)
+      assert.has_error(function() core.as_lists({}, 1) end)
+    end)
+  end)
+
   describe("decode", function()
     it("decodes JSON with integers where the number is whole", function()
       local v = core.decode('{"n":3,"f":3.5,"neg":-4,"z":0,"e":1e3,"big":1e300,"a":[1,2.25,[3]]}')
@@ -500,6 +522,24 @@ describe("mde.core", function()
       assert.equal("5", r.headers["retry-after"])
       assert.truthy(r.headers["content-type"]:find("application/json", 1, true))
       for name in pairs(r.headers) do assert.equal(name:lower(), name) end
+    end)
+
+    it("parses the headers on first read only, from raw_headers as received", function()
+      local r = assert(get(json("{}", { headers = { ["X-Mixed-Case"] = "Yes" } })))
+      assert.is_nil(rawget(r, "headers"))
+      assert.matches("^HTTP/1%.1 200", r.raw_headers)
+      assert.truthy(r.raw_headers:find("X-Mixed-Case: Yes\r\n", 1, true))
+      local parsed = r.headers
+      assert.equal(parsed, rawget(r, "headers"))
+      assert.equal(parsed, r.headers)
+      assert.equal("Yes", parsed["x-mixed-case"])
+      assert.truthy(r.raw_headers:find("X-Mixed-Case", 1, true)) -- (parsed from a copy)
+      assert.is_nil(r.other)
+      assert.is_nil(r[1])
+      r.raw_headers = nil
+      local r2 = assert(get(json("{}")))
+      r2.raw_headers = 42
+      assert.is_nil(r2.headers)
     end)
 
     it("returns a non-JSON body as the raw string", function()

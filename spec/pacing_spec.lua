@@ -1,5 +1,5 @@
 local pacing = require "mde.pacing"
-local store = require "mde.store"
+local storemod = require "mde.store"
 
 -- A simulated clock: pacing is checked against time it computes, not time that passes.
 local function clock()
@@ -7,7 +7,21 @@ local function clock()
   return function() return t end, function(dt) t = t + dt end
 end
 
-describe("mde.pacing", function()
+-- The default store keeps budgets as plain tables (store:budget); any other store goes
+-- through get/set under its lock (mde.store.ngx). Every case runs on both.
+local function shared_store(now)
+  local s = storemod.new(now)
+  return setmetatable({}, { __index = function(_, k)
+    if k == "budget" then return nil end
+    local v = s[k]
+    if type(v) == "function" then return function(_, ...) return v(s, ...) end end
+    return v
+  end })
+end
+
+for _, kind in ipairs{ "in-process", "shared" } do
+local store = kind == "in-process" and storemod or { new = shared_store }
+describe("mde.pacing (" .. kind .. " budgets)", function()
   it("lets `limit` requests through at once, then spaces them by the window", function()
     local now, advance = clock()
     local s = store.new(now)
@@ -107,3 +121,4 @@ describe("mde.pacing", function()
     end
   end)
 end)
+end

@@ -170,6 +170,61 @@ static int core_decode(lua_State *L)
 	return 2;
 }
 
+/* the table on top is empty */
+static int is_empty(lua_State *L)
+{
+	lua_pushnil(L);
+	if (lua_next(L, -2) == 0)
+		return 1;
+	lua_pop(L, 2);
+	return 0;
+}
+
+/*
+ * core.as_lists(items, field) -> items: in every table of the list items,
+ * field becomes a list: absent or not a table -> {}, an object (a table
+ * with entries but no [1]) -> { object }, a list stays. A field the API
+ * gives as a list, a single object or nothing (ListScannedTargets) then
+ * reads one way. Raw access: decoded records have no metatables.
+ */
+static int core_as_lists(lua_State *L)
+{
+	size_t i, n;
+	luaL_checktype(L, 1, LUA_TTABLE);
+	luaL_checktype(L, 2, LUA_TSTRING);
+	lua_settop(L, 2);
+	n = lua_rawlen(L, 1);
+	for (i = 1; i <= n; i++) {
+		lua_rawgeti(L, 1, (int)i);                  /* items field rec */
+		if (lua_type(L, -1) == LUA_TTABLE) {
+			lua_pushvalue(L, 2);
+			lua_rawget(L, -2);                  /* items field rec value */
+			if (lua_type(L, -1) != LUA_TTABLE) {
+				lua_pop(L, 1);
+				lua_newtable(L);
+			} else {
+				int list;
+				lua_rawgeti(L, -1, 1);
+				list = !lua_isnil(L, -1);
+				lua_pop(L, 1);
+				if (list || is_empty(L)) {
+					lua_pop(L, 2);      /* a list (or empty): as it is */
+					continue;
+				}
+				lua_createtable(L, 1, 0);   /* items field rec object list */
+				lua_insert(L, -2);
+				lua_rawseti(L, -2, 1);
+			}
+			lua_pushvalue(L, 2);
+			lua_insert(L, -2);                  /* items field rec field list */
+			lua_rawset(L, -3);
+		}
+		lua_pop(L, 1);
+	}
+	lua_settop(L, 1);
+	return 1;
+}
+
 /* core.is_json(content_type) -> boolean: the rule perform uses to decode a body */
 static int core_is_json(lua_State *L)
 {
@@ -206,4 +261,6 @@ void mde_decode_open(lua_State *L)
 	lua_setfield(L, -2, "decode");
 	lua_pushcfunction(L, core_is_json);
 	lua_setfield(L, -2, "is_json");
+	lua_pushcfunction(L, core_as_lists);
+	lua_setfield(L, -2, "as_lists");
 }

@@ -5,6 +5,7 @@ local ceil = math.ceil
 local concat = table.concat
 
 local cjson = require "cjson.safe"
+local core = require "mde.core"
 local errors = require "mde.errors"
 local clouds = require "mde.clouds"
 local pacing = require "mde.pacing"
@@ -144,7 +145,6 @@ function M.new(opts)
 
   local transport_mod = opts.transport or default_transport()
   -- a transport object may bring its own clock (the nginx one does); otherwise the C core's
-  local core = require "mde.core"
   local now, sleep = transport_mod.now or core.now, transport_mod.sleep or core.sleep
 
   local certificate
@@ -302,18 +302,7 @@ end
 
 --- ListScannedTargets is always a list: a single object is wrapped, absence is an empty list.
 local function normalise_history(items)
-  for i = 1, #items do
-    local r = items[i]
-    if type(r) == "table" then
-      local t = r.ListScannedTargets
-      if type(t) ~= "table" then
-        r.ListScannedTargets = {}
-      elseif t[1] == nil and next(t) ~= nil then
-        r.ListScannedTargets = { t }
-      end
-    end
-  end
-  return items
+  return core.as_lists(items, "ListScannedTargets")
 end
 M.normalise_history = normalise_history
 
@@ -518,35 +507,47 @@ local function plan(c, e, body, opts, deadline_at)
 end
 
 
--- Append the items of a planned listing to `out` (nil: a new list); `first` is its first
--- response when fetched ahead. Most listings end with their first page: the page iterator
--- only comes in when more may follow.
-local function collect(c, r, page_size, out, first)
+-- The lists one after the other, in one list (the first one's table). Pages are joined once
+-- all have arrived, not one by one as they come: a long list that grows while the garbage
+-- collector marks the pages being decoded is marked again and again (W2 of bench/: 20% slower).
+local function join(lists)
+  local out = lists[1] or {}
+  for l = 2, #lists do
+    local items, n = lists[l], #out
+    if table.move then
+      table.move(items, 1, #items, n + 1, out)
+    else
+      for i = 1, #items do out[n + i] = items[i] end
+    end
+  end
+  return out
+end
+
+
+-- The items of a planned listing, every page of it; `first` is its first response when
+-- fetched ahead. Most listings end with their first page: the page iterator only comes in
+-- when more may follow.
+local function collect(c, r, page_size, first)
   local resp, err = first, nil
   if not resp then resp, err = pipeline.call(c, r) end
   if not resp then return nil, err end
   if page_size ~= nil and paging.more(resp.body, r.query, page_size) then
-    out = out or {}
+    local pages = {}
     local ok, perr = pcall(function()
-      for items in page_iterator(c, r, page_size, resp) do
-        for i = 1, #items do out[#out + 1] = items[i] end
-      end
+      for items in page_iterator(c, r, page_size, resp) do pages[#pages + 1] = items end
     end)
     if not ok then
       if errors.is(perr) then return nil, perr end
       error(perr, 0)
     end
-    return out
+    return join(pages)
   end
   local items = paging.items(resp.body)
   if not items then
     return nil, errors.new{ kind = "decode", status = resp.status, message = "expected a listing from " .. r.listing }
   end
   if r.endpoint.history then normalise_history(items) end
-  if not out then return items end -- (the decoded list itself: nothing to join)
-  local n = #out
-  for i = 1, #items do out[n + i] = items[i] end
-  return out
+  return items
 end
 
 
@@ -587,12 +588,13 @@ local function by_ids(c, name, ids, opts, what)
       firsts[b] = results[b].resp
     end
   end
-  local out = {}
+  local lists = {}
   for b = 1, #parts do
-    local _, cerr = collect(c, plans[b], sizes[b], out, firsts[b])
-    if cerr then return nil, cerr end
+    local items, cerr = collect(c, plans[b], sizes[b], firsts[b])
+    if not items then return nil, cerr end
+    lists[b] = items
   end
-  return out
+  return join(lists)
 end
 
 

@@ -86,7 +86,7 @@ end
 M.same_origin = same_origin
 
 
-local function start(c, spec)
+local function start(c, spec, st)
   local p = STATE[c]
   local base = spec.auth == false and c.authority or c.base_url
   if not same_origin(spec.url, base) then
@@ -100,13 +100,22 @@ local function start(c, spec)
     headers = { unpack(headers) }
     for i = 1, #extra do headers[#headers + 1] = extra[i] end
   end
+  local deadline = spec.deadline_at or (p.now() + (spec.deadline or c.options.deadline))
+  local retries = spec.safe and c.options.retries or 0
+  if st then -- (a state of this client's, done with: every field set again)
+    st.c, st.p, st.spec, st.base, st.method, st.target, st.body, st.headers =
+      c, p, spec, base, spec.method, spec.url, spec.body, headers
+    st.deadline, st.retries, st.attempt, st.refreshed, st.redirects, st.what, st.token, st.ticket =
+      deadline, retries, 0, false, 0, spec.what or spec.method, nil, nil
+    return st
+  end
   return {
     c = c, p = p, spec = spec, base = base,
     method = spec.method, target = spec.url, body = spec.body, headers = headers,
-    deadline = spec.deadline_at or (p.now() + (spec.deadline or c.options.deadline)),
-    retries = spec.safe and c.options.retries or 0,
+    deadline = deadline, retries = retries,
     attempt = 0, refreshed = false, redirects = 0,
     what = spec.what or spec.method,
+    token = nil, ticket = nil, -- (set later: room made for them now)
   }
 end
 
@@ -292,16 +301,23 @@ end
 
 --- One call with the whole policy. Returns the response { status, headers, body } or nil, err.
 function M.call(c, spec)
-  local st, err = start(c, spec)
-  if not st then return nil, err end
-  local p = st.p
+  -- The state of a call and, when the transport keeps nothing of a request once send
+  -- returns, its request table serve the client's next call too: a call takes them from
+  -- the client (a call made meanwhile, say from a logger, makes its own) and gives them
+  -- back when it is done.
+  local p = STATE[c]
+  local spare = p.spare_state
+  p.spare_state = nil
+  local st, err = start(c, spec, spare)
+  if not st then
+    p.spare_state = spare
+    return nil, err
+  end
   local transport = p.transport
-  -- A transport that keeps nothing of a request once send returns lets one request table
-  -- serve every attempt and the next call. The call takes it from the client (a call made
-  -- meanwhile, say from a logger, makes its own) and gives it back when done.
   local reuse = transport.request_reusable
   local req = reuse and p.spare_req or nil
   if req then p.spare_req = nil end
+  local verdict, a, b
   while true do
     local wait
     req, wait = prepare(st, req)
@@ -309,17 +325,19 @@ function M.call(c, spec)
     if wait > 0 then p.sleep(wait) end
     local t0 = p.now()
     local resp, facts = transport:send(req)
-    local verdict, a, b = judge(st, resp, facts, p.now() - t0)
-    if verdict == "done" then
-      if reuse then
-        req.bearer, req.body = nil, nil -- (no token kept, no body held)
-        p.spare_req = req
-      end
-      return a, b
-    end
+    verdict, a, b = judge(st, resp, facts, p.now() - t0)
+    if verdict == "done" then break end
     if not reuse then req = nil end
     if a > 0 then p.sleep(a) end
   end
+  -- given back holding no token and nothing the caller may want collected
+  st.spec, st.body, st.token, st.headers = nil, nil, nil, nil
+  p.spare_state = st
+  if reuse then
+    req.bearer, req.body, req.headers = nil, nil, nil
+    p.spare_req = req
+  end
+  return a, b
 end
 
 
