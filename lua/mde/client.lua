@@ -531,7 +531,14 @@ local function collect(c, r, page_size, first)
   local resp, err = first, nil
   if not resp then resp, err = pipeline.call(c, r) end
   if not resp then return nil, err end
-  if page_size ~= nil and paging.more(resp.body, r.query, page_size) then
+  local body = resp.body
+  if page_size == false and type(body) == "table" and body["@odata.nextLink"] == nil
+     and type(body.value) == "table" then -- (the by-session answer: its IDs bound it to one page)
+    local items = body.value
+    if r.endpoint.history then normalise_history(items) end
+    return items
+  end
+  if page_size ~= nil and paging.more(body, r.query, page_size) then
     local pages = {}
     local ok, perr = pcall(function()
       for items in page_iterator(c, r, page_size, resp) do pages[#pages + 1] = items end
@@ -542,7 +549,7 @@ local function collect(c, r, page_size, first)
     end
     return join(pages)
   end
-  local items = paging.items(resp.body)
+  local items = paging.items(body)
   if not items then
     return nil, errors.new{ kind = "decode", status = resp.status, message = "expected a listing from " .. r.listing }
   end

@@ -12,7 +12,7 @@
 -- few table reads per request; any other store (mde.store.ngx: every nginx worker shares
 -- the budget) goes through its get/set interface under its lock.
 
-local tostring, type = tostring, type
+local tostring, type, setmetatable = tostring, type, setmetatable
 local max = math.max
 
 local M = {}
@@ -60,7 +60,7 @@ end
 
 
 -- In-process budgets --------------------------------------------------------------------
--- budget = { blocked = time | nil, [limit] = { [window] = ring } },
+-- budget = { blocked = time | nil, [limit] = { [window] = ring }, rings = { [windows list] = its rings } },
 -- ring = { seq = requests so far, [0 .. limit - 1] = departure (or end) times }
 
 local function ring_of(b, w)
@@ -77,13 +77,29 @@ local function ring_of(b, w)
   return ring
 end
 
+-- the rings of a windows list, looked up once per list (weak: a client's list goes with it)
+local function rings_of(b, windows)
+  local memo = b.rings
+  if not memo then
+    memo = setmetatable({}, { __mode = "k" })
+    b.rings = memo
+  end
+  local rings = memo[windows]
+  if not rings then
+    rings = {}
+    for i = 1, #windows do rings[i] = ring_of(b, windows[i]) end
+    memo[windows] = rings
+  end
+  return rings
+end
+
 local function reserve_local(b, windows, now, max_wait)
   local t = now
   local blocked = b.blocked
   if blocked and blocked > t then t = blocked end
+  local rings = rings_of(b, windows)
   for i = 1, #windows do
-    local w = windows[i]
-    local ring = ring_of(b, w)
+    local w, ring = windows[i], rings[i]
     local prev = ring[ring.seq % w.limit]
     if prev then
       prev = prev + w.window + MARGIN
@@ -95,8 +111,7 @@ local function reserve_local(b, windows, now, max_wait)
   -- ticket: ring, slot, ring, slot, ... (for settle)
   local ticket = {}
   for i = 1, #windows do
-    local w = windows[i]
-    local ring = ring_of(b, w)
+    local w, ring = windows[i], rings[i]
     local seq = ring.seq
     local slot = seq % w.limit
     ring[slot], ring.seq = t, seq + 1

@@ -223,6 +223,25 @@ local function judge(st, resp, facts, elapsed)
            attempt = st.attempt, request_id = headers["request-id"] or headers["x-ms-request-id"] }
   end
 
+  if status >= 200 and status < 300 then -- (first: the common case)
+    if st.spec.raw then return "done", resp end
+    if resp.decode_error then
+      return "done", nil, errors.new{ kind = "decode", status = status,
+        request_id = (resp.headers or NO_HEADERS)["request-id"],
+        message = "the API's JSON could not be decoded: " .. resp.decode_error }
+    end
+    if st.spec.expect == "json" and type(resp.body) ~= "table" then
+      local headers = resp.headers or NO_HEADERS
+      local rid, ct = headers["request-id"], headers["content-type"]
+      local why = (resp.body == nil or resp.body == "") and "an empty body"
+        or (type(ct) == "string" and core.is_json(ct) and "JSON that is not an object or list")
+        or ("a body of type " .. tostring(ct or "(none)"))
+      return "done", nil, errors.new{ kind = "decode", status = status, request_id = rid,
+        message = "expected a JSON object from the API, got " .. why }
+    end
+    return "done", resp
+  end
+
   if retryable_status(status) then
     local e = errors.from_response(resp, now())
     local wait
@@ -269,24 +288,6 @@ local function judge(st, resp, facts, elapsed)
     return "again", 0
   end
 
-  if status >= 200 and status < 300 then
-    if resp.decode_error then
-      return "done", nil, errors.new{ kind = "decode", status = status,
-        request_id = (resp.headers or NO_HEADERS)["request-id"],
-        message = "the API's JSON could not be decoded: " .. resp.decode_error }
-    end
-    if st.spec.expect == "json" and type(resp.body) ~= "table" then
-      local headers = resp.headers or NO_HEADERS
-      local rid, ct = headers["request-id"], headers["content-type"]
-      local why = (resp.body == nil or resp.body == "") and "an empty body"
-        or (type(ct) == "string" and core.is_json(ct) and "JSON that is not an object or list")
-        or ("a body of type " .. tostring(ct or "(none)"))
-      return "done", nil, errors.new{ kind = "decode", status = status, request_id = rid,
-        message = "expected a JSON object from the API, got " .. why }
-    end
-    return "done", resp
-  end
-
   local e = M.scrub(p, errors.from_response(resp, now()), st.token)
   if status == 401 then
     e.message = (e.message or "") .. (st.refreshed and " (a freshly fetched token was refused too)"
@@ -323,9 +324,9 @@ function M.call(c, spec)
     req, wait = prepare(st, req)
     if not req then return nil, wait end
     if wait > 0 then p.sleep(wait) end
-    local t0 = p.now()
+    local t0 = p.log and p.now() -- (the elapsed time is for the log only)
     local resp, facts = transport:send(req)
-    verdict, a, b = judge(st, resp, facts, p.now() - t0)
+    verdict, a, b = judge(st, resp, facts, t0 and p.now() - t0)
     if verdict == "done" then break end
     if not reuse then req = nil end
     if a > 0 then p.sleep(a) end
