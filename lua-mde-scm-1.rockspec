@@ -52,6 +52,7 @@ build = {
       ["mde.errors"] = "lua/mde/errors.lua",
       ["mde.redact"] = "lua/mde/redact.lua",
       ["mde.filter"] = "lua/mde/filter.lua",
+      ["mde.gather"] = "lua/mde/gather.lua",
       ["mde.clouds"] = "lua/mde/clouds.lua",
       ["mde.ip"] = "lua/mde/ip.lua",
       ["mde.time"] = "lua/mde/time.lua",

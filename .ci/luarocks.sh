@@ -12,3 +12,7 @@ tree="$scratch/tree"
 LUA_PATH="$tree/share/lua/5.4/?.lua;;" LUA_CPATH="$tree/lib/lua/5.4/?.so;;" \
   lua5.4 -e 'local mde = require "mde"; assert(mde.new{ token = "x" }); print(mde._VERSION, "loaded from the rock tree")'
 test -x "$tree/bin/mde"
+# every Lua module of lua/ is in the rockspec
+for f in $(cd lua && find . -name "*.lua" | sort); do
+  grep -q "\"lua/${f#./}\"" lua-mde-scm-1.rockspec || { echo "lua/${f#./} is not in lua-mde-scm-1.rockspec" >&2; exit 1; }
+done

@@ -57,7 +57,8 @@ step "specs (Lua 5.4)"                 busted54
 for v in 5.1 5.2 5.3 luajit; do
   if [ "$v" = luajit ]; then interp=luajit; else interp=lua$v; fi
   step "specs (Lua $v: core, client, api)" "$interp" /usr/bin/busted -o utfTerminal \
-    spec/core_spec.lua spec/client_spec.lua spec/api_spec.lua spec/filter_spec.lua spec/redact_spec.lua
+    spec/core_spec.lua spec/client_spec.lua spec/api_spec.lua spec/filter_spec.lua spec/redact_spec.lua \
+    spec/gather_spec.lua spec/pacing_spec.lua
 done
 if [ -z "${MDE_QUICK:-}" ]; then
   step "specs under ASan/UBSan"         .ci/sanitize.sh

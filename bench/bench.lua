@@ -49,13 +49,13 @@ local S = opt.short and {
   w1 = { n = 300, reps = 2, warmup = 1, rounds = 3, slow_n = 20, slow_reps = 1, slow_rounds = 1 },
   w2 = { records = 20000, reps = 2, warmup = 1, rounds = 3, slow_reps = 1, slow_rounds = 1 },
   w3 = { records = 200000, reps = 1, warmup = 0, rounds = 3, slow_rounds = 0 },
-  w4_n = 300, w4_big = 2000, w4_slow_n = 400, w4_delay = 0.05, w4_ks = { 1, 2, 4, 8 }, w4_reps = 1,
+  w4_n = 300, w4_big = 2000, w4_slow_n = 400, w4_delay = 0.05, w4_ks = { 1, 2, 4, 8 }, w4_reps = 1, w4_tenants = 4,
   fixup_iters = 15,
 } or {
   w1 = { n = 1000, reps = 2, warmup = 1, rounds = 5, slow_n = 100, slow_reps = 1, slow_rounds = 2 },
   w2 = { records = 50000, reps = 2, warmup = 1, rounds = 5, slow_reps = 1, slow_rounds = 2 },
   w3 = { records = 1000000, reps = 1, warmup = 0, rounds = 3, slow_rounds = 0 },
-  w4_n = 1000, w4_big = 10000, w4_slow_n = 800, w4_delay = 0.1, w4_ks = { 1, 2, 4, 8, 16 }, w4_reps = 3,
+  w4_n = 1000, w4_big = 10000, w4_slow_n = 800, w4_delay = 0.1, w4_ks = { 1, 2, 4, 8, 16 }, w4_reps = 3, w4_tenants = 8,
   fixup_iters = 40,
 }
 local TOP = 1000
@@ -546,6 +546,48 @@ local function workload4()
     res.slow[#res.slow + 1] = { k = k, walls = walls, calls = calls }
     log("w4 slow K=%-2d calls %d, wall median %.3f s", k, calls, median(walls))
   end
+  -- (c) several tenants: one client each, the same call of every client; with mde.gather
+  -- (all in flight at once) and one after the other; the tokens are fetched first
+  local names = {}
+  for i = 1, S.w4_tenants do names[i] = ("tenant%02d"):format(i) end
+  local clients_knob = {}
+  for _, t in ipairs(names) do clients_knob["app-" .. t] = { secret = "s", tenant = t } end
+  local tenants_knob = { mdesrv.tenant }
+  for _, t in ipairs(names) do tenants_knob[#tenants_knob + 1] = t end
+  mdesrv:control{ delay = S.w4_delay, tenants = tenants_knob, clients = clients_knob }
+  local mde = require "mde"
+  local tids = w4_ids(50)
+  res.tenants = { n = S.w4_tenants }
+  for _, how in ipairs{ "serial", "gather" } do
+    local walls = {}
+    for _ = 1, S.w4_reps do
+      local cs = {}
+      for i, t in ipairs(names) do
+        cs[i] = assert(mde.new{ base_url = mdesrv.base_url, authority = mdesrv.authority, ca_file = mdesrv.ca_file,
+          tenant_id = t, client_id = "app-" .. t, client_secret = "s", rate_limit = false,
+          store = require("mde.store").new(core.now) })
+        assert(require("mde.auth").token(cs[i], require("mde.pipeline").state[cs[i]]))
+      end
+      local t0 = now()
+      local lists = {}
+      if how == "serial" then
+        for i, c in ipairs(cs) do lists[i] = assert(c:scan_history_by_session(tids)) end
+      else
+        local fns = {}
+        for i, c in ipairs(cs) do fns[i] = function() return c:scan_history_by_session(tids) end end
+        for i, r in ipairs(assert(mde.gather(fns, { concurrency = S.w4_tenants }))) do lists[i] = assert(r[1], r[2]) end
+      end
+      walls[#walls + 1] = now() - t0
+      for i, c in ipairs(cs) do
+        if #lists[i] ~= #tids then
+          BROKEN[#BROKEN + 1] = ("workload 4c %s: tenant %d got %d records"):format(how, i, #lists[i])
+        end
+        c:close()
+      end
+    end
+    res.tenants[how] = walls
+    log("w4 tenants %-6s wall median %.3f s", how, median(walls))
+  end
   mdesrv:reset()
   return res
 end
@@ -663,6 +705,21 @@ local function main()
       local lo, hi = minmax(r.walls)
       say("| %d | %d | %s | %s–%s | %.2f | %d |", r.k, r.calls, fmt_time(m), fmt_time(lo), fmt_time(hi), serial / m,
         math.min(r.k, math.ceil(S.w4_slow_n / 50)))
+    end
+    local t = w4.tenants
+    if t and t.serial and t.gather then
+      say("")
+      say("### Workload 4c: %d tenants, a client each, the same call (50 session IDs) of every client, "
+        .. "every answer %.0f ms late", t.n, S.w4_delay * 1000)
+      say("")
+      say("| how | wall (median of %d) | min–max | serial / wall |", S.w4_reps)
+      say("| --- | ---: | ---: | ---: |")
+      local serial_t = median(t.serial)
+      for _, how in ipairs{ "serial", "gather" } do
+        local lo, hi = minmax(t[how])
+        say("| %s | %s | %s–%s | %.2f |", how == "serial" and "one client after the other" or "mde.gather",
+          fmt_time(median(t[how])), fmt_time(lo), fmt_time(hi), serial_t / median(t[how]))
+      end
     end
   end
 

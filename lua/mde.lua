@@ -23,9 +23,9 @@ local M = {
 M.new = client.new
 
 
--- mde.filter and mde.redact load on first use
+-- mde.filter, mde.redact and mde.gather load on first use
 setmetatable(M, { __index = function(t, k)
-  if k == "filter" or k == "redact" then
+  if k == "filter" or k == "redact" or k == "gather" then
     local mod = require("mde." .. k)
     rawset(t, k, mod)
     return mod

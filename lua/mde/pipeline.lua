@@ -19,6 +19,13 @@ local redact = require "mde.redact"
 
 local M = {}
 
+--- Coroutines that mde.gather runs: their calls yield to it (GATHER, client, specs, all),
+-- and it resumes them with the results list of those specs.
+local GATHERING = setmetatable({}, { __mode = "k" })
+local GATHER = {}
+M.GATHERING, M.GATHER = GATHERING, GATHER
+local running, yield = coroutine.running, coroutine.yield
+
 --- Private state of each client (secrets, transport, store), kept out of the
 -- client table so that no dump or tostring of a client can show a secret.
 local STATE = setmetatable({}, { __mode = "k" })
@@ -302,6 +309,12 @@ end
 
 --- One call with the whole policy. Returns the response { status, headers, body } or nil, err.
 function M.call(c, spec)
+  -- a task of mde.gather: the gathering runs the call, with those of the other tasks
+  local co = running()
+  if co and GATHERING[co] then
+    local out = yield(GATHER, c, { spec }, false)
+    return out[1].resp, out[1].err
+  end
   -- The state of a call and, when the transport keeps nothing of a request once send
   -- returns, its request table serve the client's next call too: a call takes them from
   -- the client (a call made meanwhile, say from a logger, makes its own) and gives them
@@ -342,26 +355,48 @@ function M.call(c, spec)
 end
 
 
---- Several calls, up to `width` in flight at once on one thread (when the transport
--- can: libcurl's multi interface), each with the whole policy of `call`.
--- Returns a list of { resp = ..., err = ... } in the order of `specs`.
-function M.call_all(c, specs, width)
-  local p = STATE[c]
-  local results, queue = {}, {}
-  for i = 1, #specs do
-    local st, err = start(c, specs[i])
-    if st then
-      st.index, st.ready = i, 0
-      queue[#queue + 1] = st
-    else
-      results[i] = { err = err }
-    end
+-- The requests of one wave on their way at once: with the transport's send_all when they
+-- share one transport, across the transports of several clients when these share a
+-- send_group (mde.transport.curl: one perform_all), else one after the other.
+local function send_wave(sts, reqs)
+  local t1 = sts[1].p.transport
+  if #reqs == 1 then
+    local resp, facts = t1:send(reqs[1])
+    return { { resp = resp, facts = facts } }
   end
-  if not p.transport.send_all then width = 1 end
+  local same, group, transports = true, t1.send_group, {}
+  for k = 1, #sts do
+    local t = sts[k].p.transport
+    transports[k] = t
+    if t ~= t1 then same = false end
+    if t.send_group ~= group then group = nil end
+  end
+  if same and t1.send_all then return t1:send_all(reqs) end
+  if group then return group(transports, reqs) end
+  local outs = {}
+  for k = 1, #reqs do
+    local resp, facts = transports[k]:send(reqs[k])
+    outs[k] = { resp = resp, facts = facts }
+  end
+  return outs
+end
+
+
+-- Drives the started states `queue` (each with .index) to their end, `width` in flight at
+-- once, into results[index] = { resp = ..., err = ... }.
+local function run_all(queue, results, width)
+  if #queue == 0 then return results end
+  local p1 = queue[1].p -- (the clock: every client of a process reads the same one)
+  local concurrent = false
+  for _, st in ipairs(queue) do
+    local t = st.p.transport
+    if t.send_all or t.send_group then concurrent = true end
+  end
+  if not concurrent then width = 1 end
 
   while #queue > 0 do
     -- the next wave: up to `width` requests whose retry wait is over, in order
-    local now = p.now()
+    local now = p1.now()
     local wave, rest, soonest = {}, {}, nil
     for _, st in ipairs(queue) do
       if #wave < width and st.ready <= now then
@@ -373,7 +408,7 @@ function M.call_all(c, specs, width)
     end
     queue = rest
     if #wave == 0 then
-      p.sleep(soonest - now)
+      p1.sleep(soonest - now)
     else
       local reqs, sts, longest = {}, {}, 0
       for _, st in ipairs(wave) do
@@ -386,29 +421,55 @@ function M.call_all(c, specs, width)
         end
       end
       -- departures never decrease: once the last reserved one may leave, all may
-      if longest > 0 then p.sleep(longest) end
-      local t0 = p.now()
-      local outs
-      if #reqs == 1 then
-        local resp, facts = p.transport:send(reqs[1])
-        outs = { { resp = resp, facts = facts } }
-      elseif #reqs > 1 then
-        outs = p.transport:send_all(reqs)
-      end
-      local elapsed = p.now() - t0
-      for k, st in ipairs(sts) do
-        local verdict, a, b = judge(st, outs[k].resp, outs[k].facts, elapsed)
-        if verdict == "done" then
-          results[st.index] = { resp = a, err = b }
-        else
-          st.ready = p.now() + a
-          queue[#queue + 1] = st
+      if longest > 0 then p1.sleep(longest) end
+      if #reqs > 0 then
+        local t0 = p1.now()
+        local outs = send_wave(sts, reqs)
+        local elapsed = p1.now() - t0
+        for k, st in ipairs(sts) do
+          local verdict, a, b = judge(st, outs[k].resp, outs[k].facts, elapsed)
+          if verdict == "done" then
+            results[st.index] = { resp = a, err = b }
+          else
+            st.ready = p1.now() + a
+            queue[#queue + 1] = st
+          end
         end
+        table.sort(queue, function(x, y) return x.index < y.index end)
       end
-      table.sort(queue, function(x, y) return x.index < y.index end)
     end
   end
   return results
+end
+
+
+--- Calls of several clients (items[i] = { client, spec }), up to `width` in flight at once on
+-- one thread, each with the whole policy of `call` (its client's token, pacing and retries).
+-- Returns a list of { resp = ..., err = ... } in the order of `items`.
+function M.call_many(items, width)
+  local results, queue = {}, {}
+  for i = 1, #items do
+    local st, err = start(items[i][1], items[i][2])
+    if st then
+      st.index, st.ready = i, 0
+      queue[#queue + 1] = st
+    else
+      results[i] = { err = err }
+    end
+  end
+  return run_all(queue, results, width)
+end
+
+
+--- Several calls of one client, up to `width` in flight at once on one thread (when the
+-- transport can: libcurl's multi interface), each with the whole policy of `call`.
+-- Returns a list of { resp = ..., err = ... } in the order of `specs`.
+function M.call_all(c, specs, width)
+  local co = running()
+  if co and GATHERING[co] then return yield(GATHER, c, specs, true) end
+  local items = {}
+  for i = 1, #specs do items[i] = { c, specs[i] } end
+  return M.call_many(items, width)
 end
 
 

@@ -25,19 +25,45 @@ end
 Transport.request_reusable = true
 
 
---- Several requests in flight at once on one thread (libcurl's multi interface).
--- Returns a list of { resp = ..., facts = ... } in request order.
-function Transport:send_all(reqs)
-  local pool = self.pool or {}
-  self.pool = pool
+-- handle n of this transport's pool (the n-th of its requests in one perform_all)
+function Transport:pool_handle(n)
+  local pool = self.pool
+  if not pool then
+    pool = {}
+    self.pool = pool
+  end
+  local h = pool[n]
+  if not h then
+    h = core.new()
+    pool[n] = h
+  end
+  return h
+end
+
+
+--- Requests of one or more transports in flight at once on one thread (libcurl's multi
+-- interface): reqs[i] on a handle of transports[i]'s pool. Returns a list of
+-- { resp = ..., facts = ... } in request order.
+function M.send_group(transports, reqs)
   -- a wave may be smaller than an earlier one (6 batches, 4 at a time: 4 then 2):
   -- perform_all takes exactly one handle per request
-  local handles = {}
+  local handles, used = {}, {}
   for i = 1, #reqs do
-    if not pool[i] then pool[i] = core.new() end
-    handles[i] = pool[i]
+    local t = transports[i]
+    local n = (used[t] or 0) + 1
+    used[t] = n
+    handles[i] = t:pool_handle(n)
   end
   return core.perform_all(handles, reqs)
+end
+Transport.send_group = M.send_group
+
+
+--- Several requests of this transport in flight at once.
+function Transport:send_all(reqs)
+  local transports = {}
+  for i = 1, #reqs do transports[i] = self end
+  return M.send_group(transports, reqs)
 end
 
 
