@@ -252,6 +252,18 @@ describe("mde client against the local server", function()
       assert.same({ false, true, false, true }, bodies)
     end)
 
+    it("lets a client that made calls be collected (every Lua: no ephemerons on 5.1 and LuaJIT)", function()
+      local weak = setmetatable({}, { __mode = "v" })
+      do
+        local client = new()
+        assert(client:scan_history_by_session(SEED_SESSION))
+        assert(client:scan_agents())
+        weak[1] = client
+      end
+      for _ = 1, 4 do collectgarbage() end
+      assert.is_nil(weak[1])
+    end)
+
     it("refuses to send the token to another host", function()
       local r, err = new():request("GET", s.alt_base_url .. "/api/DeviceAuthenticatedScanAgents")
       assert.is_nil(r)

@@ -4,7 +4,8 @@
 --   -> retry with backoff and Retry-After -> error object (mde.errors).
 -- Transports only move bytes; all policy lives here, as a small state machine
 -- (`prepare` the next attempt, `judge` its outcome) driven one request at a
--- time by `call`, or several at once by `call_all`.
+-- time by `call`, or several at once by `call_all` (one client) and `call_many`
+-- (several: what mde.gather uses).
 
 local type, tostring, setmetatable = type, tostring, setmetatable
 local min, max = math.min, math.max
@@ -344,8 +345,10 @@ function M.call(c, spec)
     if not reuse then req = nil end
     if a > 0 then p.sleep(a) end
   end
-  -- given back holding no token and nothing the caller may want collected
-  st.spec, st.body, st.token, st.headers = nil, nil, nil, nil
+  -- given back holding no token and nothing the caller may want collected (nor the client
+  -- itself: on Lua 5.1 and LuaJIT a weak-keyed table is no ephemeron, and a client its own
+  -- private state pointed at would never be collected)
+  st.c, st.p, st.spec, st.body, st.token, st.headers = nil, nil, nil, nil, nil, nil
   p.spare_state = st
   if reuse then
     req.bearer, req.body, req.headers = nil, nil, nil
