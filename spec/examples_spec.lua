@@ -4,11 +4,17 @@ local server = require "spec.helpers.server"
 describe("examples", function()
   local s
 
-  setup(function() s = server.start{} end)
+  setup(function()
+    -- two more tenants, an app each, for tenants.lua
+    s = server.start{ control = {
+      tenants = { "t", "contoso", "fabrikam" },
+      clients = { ["app-contoso"] = { secret = "contoso-secret-1", tenant = "contoso" },
+                  ["app-fabrikam"] = { secret = "fabrikam-secret-1", tenant = "fabrikam" } } } }
+  end)
   teardown(function() if s then s:stop() end end)
 
-  local function run(script, args)
-    local env = ("MDE_TENANT_ID=t MDE_CLIENT_ID=c MDE_CLIENT_SECRET=s "
+  local function run(script, args, extra_env)
+    local env = ((extra_env or "") .. " MDE_TENANT_ID=t MDE_CLIENT_ID=c MDE_CLIENT_SECRET=s "
       .. "MDE_BASE_URL=%s MDE_AUTHORITY=%s MDE_CA_FILE=%s")
       :format(s.base_url, s.authority, s.ca_file)
     local out = os.tmpname()
@@ -48,5 +54,31 @@ describe("examples", function()
     local out, code = run("examples/failed_sessions.lua", "yesterday " .. server.data.DEFINITION_IDS[1])
     assert.equal(2, code, out)
     assert.matches("since", out, 1, true)
+  end)
+
+  it("tenants.lua asks every tenant at once and reports each, an unknown secret as that tenant's error", function()
+    local file = os.tmpname()
+    server.write_file(file, [[
+return {
+  { name = "contoso", tenant_id = "contoso", client_id = "app-contoso", secret_env = "CONTOSO_SECRET" },
+  { name = "fabrikam", tenant_id = "fabrikam", client_id = "app-fabrikam", secret_env = "FABRIKAM_SECRET" },
+  { name = "wrong-secret", tenant_id = "contoso", client_id = "app-contoso", secret_env = "NO_SUCH_SECRET_SET" },
+}]])
+    local out, code = run("examples/tenants.lua", file .. " 2024-06-28",
+      "CONTOSO_SECRET=contoso-secret-1 FABRIKAM_SECRET=fabrikam-secret-1 NO_SUCH_SECRET_SET=wrong-one-9")
+    os.remove(file)
+    assert.equal(1, code, out)
+    local lines = {}
+    for line in out:gmatch("[^\n]+") do lines[#lines + 1] = line end
+    assert.equal(3, #lines, out)
+    for i, name in ipairs{ "contoso", "fabrikam" } do
+      assert.matches("^" .. name .. "%s+(%d+) sessions since 2024%-06%-28, (%d+) not successful$", lines[i])
+      local n, bad = lines[i]:match("(%d+) sessions since .-, (%d+) not")
+      assert.is_true(tonumber(n) > 0 and tonumber(bad) > 0, lines[i])
+    end
+    assert.matches("^wrong%-secret%s+error: mde: auth", lines[3])
+    for _, secret in ipairs{ "contoso-secret-1", "fabrikam-secret-1", "wrong-one-9" } do
+      assert.is_nil(out:find(secret, 1, true))
+    end
   end)
 end)
