@@ -39,21 +39,39 @@ describe("mde client against the local server", function()
       assert.equal("", r.ListScannedTargets[1].ErrorMessage)
     end)
 
-    it("always gives ListScannedTargets as a list: one object wrapped, absent or null empty", function()
-      local body = '{"value":['
-        .. '{"SessionIds":"a","ListScannedTargets":{"Ip":"10.0.0.1","Hostname":"h1","ScanStatus":"Success"}},'
-        .. '{"SessionIds":"b"},'
-        .. '{"SessionIds":"c","ListScannedTargets":null},'
-        .. '{"SessionIds":"d","ListScannedTargets":[{"Ip":"10.0.0.2"},{"Ip":"10.0.0.3"}]}]}'
-      s:control{ faults = { { route = "history_by_session", status = 200, body = body,
-                              content_type = "application/json", count = 1 } } }
-      local sessions = assert(new():scan_history_by_session{ "a", "b", "c", "d" })
-      assert.equal(4, #sessions)
-      assert.same({ { Ip = "10.0.0.1", Hostname = "h1", ScanStatus = "Success" } }, sessions[1].ListScannedTargets)
-      assert.same({}, sessions[2].ListScannedTargets)
-      assert.same({}, sessions[3].ListScannedTargets)
-      assert.equal(2, #sessions[4].ListScannedTargets)
-    end)
+    -- the C core does it as it decodes (the request's `lists`); for a transport that does
+    -- not (applies_lists unset: here one that drops `lists`), the Lua layer does
+    local core = require "mde.core"
+    for _, how in ipairs{ "mde.core, as it decodes", "the Lua layer, after a transport that does not" } do
+      it("always gives ListScannedTargets as a list: one object wrapped, absent or null empty (" .. how .. ")",
+        function()
+        local body = '{"value":['
+          .. '{"SessionIds":"a","ListScannedTargets":{"Ip":"10.0.0.1","Hostname":"h1","ScanStatus":"Success"}},'
+          .. '{"SessionIds":"b"},'
+          .. '{"SessionIds":"c","ListScannedTargets":null},'
+          .. '{"SessionIds":"d","ListScannedTargets":[{"Ip":"10.0.0.2"},{"Ip":"10.0.0.3"}]}]}'
+        s:control{ faults = { { route = "history_by_session", status = 200, body = body,
+                                content_type = "application/json", count = 1 } } }
+        local extra, seen
+        if how:find("Lua", 1, true) then
+          local h = core.new()
+          extra = { transport = { send = function(_, req)
+            local copy = {}
+            for k, v in pairs(req) do copy[k] = v end
+            seen = seen or copy.lists
+            copy.lists = nil
+            return h:perform(copy)
+          end } }
+        end
+        local sessions = assert(new(extra):scan_history_by_session{ "a", "b", "c", "d" })
+        if extra then assert.equal("ListScannedTargets", seen) end
+        assert.equal(4, #sessions)
+        assert.same({ { Ip = "10.0.0.1", Hostname = "h1", ScanStatus = "Success" } }, sessions[1].ListScannedTargets)
+        assert.same({}, sessions[2].ListScannedTargets)
+        assert.same({}, sessions[3].ListScannedTargets)
+        assert.equal(2, #sessions[4].ListScannedTargets)
+      end)
+    end
 
     it("takes one ID as a string and sends the body the API documents", function()
       local client = new()

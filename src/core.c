@@ -342,6 +342,7 @@ CURLcode mde_prepare(lua_State *L, mde_handle *h, const mde_request *r)
 	h->body.len = h->head.len = 0;
 	h->max_body = r->max_body;
 	h->decode = r->decode;
+	h->lists = r->lists;
 	h->too_large = h->oom = 0;
 	h->result = CURLE_OK;
 	h->errbuf[0] = '\0';
@@ -504,7 +505,7 @@ static void push_response(lua_State *L, mde_handle *h)
 		if (h->body.len == 0) {
 			lua_pushliteral(L, "empty body");
 			lua_setfield(L, -3, "decode_error");
-		} else if (mde_decode(L, -1)) {
+		} else if (mde_decode(L, -1, h->lists)) {
 			lua_replace(L, -2);             /* resp value */
 		} else {
 			lua_setfield(L, -3, "decode_error"); /* resp raw */
@@ -589,6 +590,7 @@ static void release(mde_handle *h)
  * Runs no Lua and never raises. */
 void mde_end(mde_handle *h)
 {
+	h->lists = NULL;
 	mde_drop_headers(h);
 	buf_trim(&h->body, KEEP_BODY);
 	buf_trim(&h->head, KEEP_HEAD);

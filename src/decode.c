@@ -55,6 +55,59 @@ int mde_is_json(const char *ct, size_t len)
 	return stop - slash - 1 > 5 && same_word(stop - 5, 5, "+json");
 }
 
+/* the table on top is empty */
+static int is_empty(lua_State *L)
+{
+	lua_pushnil(L);
+	if (lua_next(L, -2) == 0)
+		return 1;
+	lua_pop(L, 2);
+	return 0;
+}
+
+/*
+ * The record on top: its field (the string at stack index key) made a
+ * list: absent or not a table -> {}, an object (a table with entries but
+ * no [1]) -> { object }, a list stays. Raw access: decoded records have no
+ * metatables.
+ */
+static void listify(lua_State *L, int key)
+{
+	int list;
+	lua_pushvalue(L, key);
+	lua_rawget(L, -2);                          /* rec value */
+	if (lua_type(L, -1) != LUA_TTABLE) {
+		lua_pop(L, 1);
+		lua_newtable(L);
+	} else {
+		lua_rawgeti(L, -1, 1);
+		list = !lua_isnil(L, -1);
+		lua_pop(L, 1);
+		if (list || is_empty(L)) {
+			lua_pop(L, 1);              /* a list (or empty): as it is */
+			return;
+		}
+		lua_createtable(L, 1, 0);           /* rec object list */
+		lua_insert(L, -2);
+		lua_rawseti(L, -2, 1);
+	}
+	lua_pushvalue(L, key);
+	lua_insert(L, -2);                          /* rec key list */
+	lua_rawset(L, -3);
+}
+
+/* every table of the list on top listified (see listify) */
+static void listify_all(lua_State *L, int key)
+{
+	size_t i, n = lua_rawlen(L, -1);
+	for (i = 1; i <= n; i++) {
+		lua_rawgeti(L, -1, (int)i);
+		if (lua_type(L, -1) == LUA_TTABLE)
+			listify(L, key);
+		lua_pop(L, 1);
+	}
+}
+
 #if LUA_VERSION_NUM >= 503
 /* a float that is exactly a lua_Integer -> 1 and *i; the range test comes
  * first because converting an out-of-range float is undefined. -0.0 stays
@@ -126,17 +179,79 @@ static void fix_table(lua_State *L, int depth) /* NOLINT(misc-no-recursion): dep
 		lua_pop(L, 1);
 	}
 }
+
+/* the list of records on top: each fixed, then listified while it is
+ * still in the cache (one pass over the records, not two) */
+static void fix_records(lua_State *L, int key)
+{
+	lua_Integer i, n = (lua_Integer)lua_rawlen(L, -1);
+	luaL_checkstack(L, 4, "JSON nesting too deep");
+	for (i = 1; i <= n; i++) {
+		switch (lua_rawgeti(L, -1, i)) {
+		case LUA_TTABLE:
+			fix_table(L, 3);
+			listify(L, key);
+			break;
+		case LUA_TNUMBER:
+			if (fix_number(L)) {
+				lua_rawseti(L, -2, i);
+				continue;
+			}
+			break;
+		}
+		lua_pop(L, 1);
+	}
+}
+
+/* the decoded listing on top (a list of records, or an object whose
+ * "value" is one): fixed, and its records listified */
+static void fix_listing(lua_State *L, int key)
+{
+	if (lua_rawlen(L, -1) > 0) {
+		fix_records(L, key);
+		return;
+	}
+	luaL_checkstack(L, 4, "JSON nesting too deep");
+	lua_pushnil(L);
+	while (lua_next(L, -2) != 0) {                     /* t k v */
+		switch (lua_type(L, -1)) {
+		case LUA_TNUMBER:
+			if (fix_number(L)) {
+				lua_pushvalue(L, -2);
+				lua_insert(L, -2);
+				lua_rawset(L, -4);
+				continue;
+			}
+			break;
+		case LUA_TTABLE:
+			if (lua_type(L, -2) == LUA_TSTRING && strcmp(lua_tostring(L, -2), "value") == 0)
+				fix_records(L, key);
+			else
+				fix_table(L, 2);
+			break;
+		}
+		lua_pop(L, 1);
+	}
+}
 #endif
 
 /*
  * The string at idx -> 1 and the decoded value pushed, or 0 and an error
- * message pushed. Never raises (except out of stack), so the caller's
- * resources are safe.
+ * message pushed. With lists (a field name, or NULL), that field of every
+ * record of a listing (the items of the body's "value" list, or of the
+ * body when it is a list) is made a list (see listify). Raises only when
+ * out of stack or memory, so the caller's resources are safe under its
+ * pcall.
  */
-int mde_decode(lua_State *L, int idx)
+int mde_decode(lua_State *L, int idx, const char *lists)
 {
+	int key = 0;
 	idx = lua_absindex(L, idx);
-	luaL_checkstack(L, 3, "decode");
+	luaL_checkstack(L, 4, "decode");
+	if (lists != NULL) {
+		lua_pushstring(L, lists);                  /* key */
+		key = lua_gettop(L);
+	}
 	lua_rawgetp(L, LUA_REGISTRYINDEX, &decode_key);
 	lua_pushvalue(L, idx);
 	if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
@@ -144,83 +259,65 @@ int mde_decode(lua_State *L, int idx)
 			lua_pop(L, 1);
 			lua_pushliteral(L, "invalid JSON");
 		}
+		if (key)
+			lua_remove(L, key);
 		return 0;
 	}
-#if LUA_VERSION_NUM >= 503
 	switch (lua_type(L, -1)) {
 	case LUA_TTABLE:
-		fix_table(L, 1);
+#if LUA_VERSION_NUM >= 503
+		if (key)
+			fix_listing(L, key);
+		else
+			fix_table(L, 1);
+#else
+		if (key) {
+			if (lua_rawlen(L, -1) > 0) {
+				listify_all(L, key);
+			} else {
+				lua_getfield(L, -1, "value");
+				if (lua_type(L, -1) == LUA_TTABLE)
+					listify_all(L, key);
+				lua_pop(L, 1);
+			}
+		}
+#endif
 		break;
+#if LUA_VERSION_NUM >= 503
 	case LUA_TNUMBER:
 		fix_number(L);
 		break;
-	}
 #endif
+	}
+	if (key)
+		lua_remove(L, key);
 	return 1;
 }
 
-/* core.decode(str) -> value | nil, msg */
+/* core.decode(str [, lists]) -> value | nil, msg */
 static int core_decode(lua_State *L)
 {
+	const char *lists = luaL_optstring(L, 2, NULL);
 	luaL_checktype(L, 1, LUA_TSTRING);
-	if (mde_decode(L, 1))
+	if (mde_decode(L, 1, lists))
 		return 1;
 	luaL_pushfail(L);
 	lua_insert(L, -2);
 	return 2;
 }
 
-/* the table on top is empty */
-static int is_empty(lua_State *L)
-{
-	lua_pushnil(L);
-	if (lua_next(L, -2) == 0)
-		return 1;
-	lua_pop(L, 2);
-	return 0;
-}
-
 /*
- * core.as_lists(items, field) -> items: in every table of the list items,
- * field becomes a list: absent or not a table -> {}, an object (a table
- * with entries but no [1]) -> { object }, a list stays. A field the API
- * gives as a list, a single object or nothing (ListScannedTargets) then
- * reads one way. Raw access: decoded records have no metatables.
+ * core.as_lists(items, field) -> items: field made a list in every table
+ * of the list items (see listify): a field the API gives as a list, a
+ * single object or nothing (ListScannedTargets) then reads one way.
  */
 static int core_as_lists(lua_State *L)
 {
-	size_t i, n;
 	luaL_checktype(L, 1, LUA_TTABLE);
 	luaL_checktype(L, 2, LUA_TSTRING);
 	lua_settop(L, 2);
-	n = lua_rawlen(L, 1);
-	for (i = 1; i <= n; i++) {
-		lua_rawgeti(L, 1, (int)i);                  /* items field rec */
-		if (lua_type(L, -1) == LUA_TTABLE) {
-			lua_pushvalue(L, 2);
-			lua_rawget(L, -2);                  /* items field rec value */
-			if (lua_type(L, -1) != LUA_TTABLE) {
-				lua_pop(L, 1);
-				lua_newtable(L);
-			} else {
-				int list;
-				lua_rawgeti(L, -1, 1);
-				list = !lua_isnil(L, -1);
-				lua_pop(L, 1);
-				if (list || is_empty(L)) {
-					lua_pop(L, 2);      /* a list (or empty): as it is */
-					continue;
-				}
-				lua_createtable(L, 1, 0);   /* items field rec object list */
-				lua_insert(L, -2);
-				lua_rawseti(L, -2, 1);
-			}
-			lua_pushvalue(L, 2);
-			lua_insert(L, -2);                  /* items field rec field list */
-			lua_rawset(L, -3);
-		}
-		lua_pop(L, 1);
-	}
+	lua_pushvalue(L, 1);
+	listify_all(L, 2);
 	lua_settop(L, 1);
 	return 1;
 }

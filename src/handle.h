@@ -59,6 +59,7 @@ typedef struct mde_handle {
 	mde_config conf;            /* the options in effect (see mde_config) */
 	size_t max_body;
 	int decode;
+	const char *lists;          /* the request's, while it is on the stack (mde_end clears it) */
 	int too_large;              /* 1: body past max_body, 2: headers too long */
 	int oom;                    /* we ran out of memory (callbacks, setup): raise */
 	int busy;                   /* a call is using it (see above) */

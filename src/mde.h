@@ -42,6 +42,7 @@ typedef struct mde_request {
 	int headers;              /* stack index of the (checked) header list; 0: none */
 	int insecure;             /* skip TLS verification */
 	int decode;               /* decode JSON bodies */
+	const char *lists;        /* NULL, or a field of listing records made a list */
 } mde_request;
 
 MDE_API const char *const mde_methods[];
@@ -54,7 +55,7 @@ MDE_API void mde_headers_push(lua_State *L, char *buf, size_t len);
 
 /* decode.c */
 MDE_API int mde_is_json(const char *content_type, size_t len);
-MDE_API int mde_decode(lua_State *L, int idx);
+MDE_API int mde_decode(lua_State *L, int idx, const char *lists);
 MDE_API void mde_decode_open(lua_State *L);
 
 /* jwt.c */

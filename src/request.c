@@ -201,6 +201,14 @@ static void check_insecure(lua_State *L, const char *key, mde_request *r)
 	r->insecure = lua_toboolean(L, -1);
 }
 
+/* a field name: that field of every record of a decoded listing is made a list */
+static void check_lists(lua_State *L, const char *key, mde_request *r)
+{
+	r->lists = plain_string(L, r, key);
+	if (r->lists[0] == '\0')
+		field_error(L, r, key, "must not be empty");
+}
+
 static void check_decode(lua_State *L, const char *key, mde_request *r)
 {
 	expect_type(L, r, key, LUA_TBOOLEAN);
@@ -253,6 +261,7 @@ static const struct field {
 	FIELD("user_agent", check_user_agent),
 	FIELD("max_body", check_max_body),
 	FIELD("decode", check_decode),
+	FIELD("lists", check_lists),
 	{ NULL, 0, NULL }
 };
 

@@ -301,10 +301,24 @@ end
 
 
 --- ListScannedTargets is always a list: a single object is wrapped, absence is an empty list.
+-- The transports of mde do it as they decode a page (the request's `lists`, one pass over the
+-- records with the integer fix-up); for a transport that does not, it is done here.
+local HISTORY_LISTS = "ListScannedTargets"
+
 local function normalise_history(items)
-  return core.as_lists(items, "ListScannedTargets")
+  return core.as_lists(items, HISTORY_LISTS)
 end
 M.normalise_history = normalise_history
+
+-- the field a request's listing records need made a list, if any
+local function lists_of(r)
+  return r.endpoint and r.endpoint.history and HISTORY_LISTS or nil
+end
+
+-- the records of a response of request r still need it from us
+local function needs_lists(c, r)
+  return lists_of(r) ~= nil and not pipeline.state[c].transport.applies_lists
+end
 
 
 local function encode(body, what)
@@ -407,14 +421,15 @@ end
 
 -- An iterator of pages over a prepared request; page_size false = follow nextLinks only.
 local function page_iterator(c, r, page_size, first)
+  local lists = lists_of(r)
   local fetch = function(u)
     return pipeline.call(c, { method = r.method, url = u, body = r.body, headers = r.headers,
-      safe = r.safe, deadline = r.deadline, deadline_at = r.deadline_at, expect = "json" })
+      safe = r.safe, deadline = r.deadline, deadline_at = r.deadline_at, expect = "json", lists = lists })
   end
   return paging.iterate(fetch, r.listing or r.url, r.query, {
     page_size = page_size,
     origin = url.origin(c.base_url),
-    normalise = r.endpoint and r.endpoint.history and normalise_history or nil,
+    normalise = needs_lists(c, r) and normalise_history or nil,
     first = first,
   })
 end
@@ -501,7 +516,7 @@ local function plan(c, e, body, opts, deadline_at)
   local r = {
     method = e.method, url = paging.first_url(listing, query, page_size), listing = listing,
     query = query, headers = NO_HEADERS, body = body, safe = e.safe, expect = "json",
-    endpoint = e, deadline_at = deadline_at,
+    endpoint = e, deadline_at = deadline_at, lists = e.history and HISTORY_LISTS or nil,
   }
   return r, page_size
 end
@@ -535,7 +550,7 @@ local function collect(c, r, page_size, first)
   if page_size == false and type(body) == "table" and body["@odata.nextLink"] == nil
      and type(body.value) == "table" then -- (the by-session answer: its IDs bound it to one page)
     local items = body.value
-    if r.endpoint.history then normalise_history(items) end
+    if needs_lists(c, r) then normalise_history(items) end
     return items
   end
   if page_size ~= nil and paging.more(body, r.query, page_size) then
@@ -553,7 +568,7 @@ local function collect(c, r, page_size, first)
   if not items then
     return nil, errors.new{ kind = "decode", status = resp.status, message = "expected a listing from " .. r.listing }
   end
-  if r.endpoint.history then normalise_history(items) end
+  if needs_lists(c, r) then normalise_history(items) end
   return items
 end
 

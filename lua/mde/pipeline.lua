@@ -77,6 +77,7 @@ end
 
 --- A request on its way.
 -- spec = { method, url (absolute), body (string), headers (list), safe (may retry),
+--   lists = a field of listing records the transport makes a list (transport.applies_lists),
 --   expect = "json" | "any" (what a 2xx must carry), deadline (seconds from now),
 --   auth = false (no bearer token: the token request), pace = false (no pacing),
 --   raw = true (hand back the final response whatever its status), what = text for messages }
@@ -178,13 +179,13 @@ local function prepare(st, req)
   -- no attempt may outlive the deadline
   local timeout = min(o.timeout, max(st.deadline - t - wait, 0.001))
   if req then -- (the client's own fields are set already)
-    req.method, req.url, req.headers, req.body, req.bearer, req.timeout =
-      st.method, st.target, st.headers, st.body, token, timeout
+    req.method, req.url, req.headers, req.body, req.bearer, req.timeout, req.lists =
+      st.method, st.target, st.headers, st.body, token, timeout, st.spec.lists
     return req, wait
   end
   return {
     method = st.method, url = st.target, headers = st.headers, body = st.body, bearer = token,
-    timeout = timeout,
+    timeout = timeout, lists = st.spec.lists,
     connect_timeout = o.connect_timeout, ca_file = o.ca_file, insecure = o.insecure,
     proxy = p.proxy, user_agent = o.user_agent, max_body = o.max_body,
   }, wait

@@ -1,6 +1,7 @@
 /*
  * libFuzzer target: the JSON decode path (src/decode.c): the private
- * cjson instance, then the integer fix-up; and the content-type test.
+ * cjson instance, then the integer fix-up, plain and with a list field
+ * (inputs of odd length); and the content-type test.
  * Checks: decode returns a value or a message, never raises; after the
  * fix-up no float that is exactly an integer remains anywhere.
  */
@@ -19,7 +20,10 @@ static lua_State *L;
 /* str -> ok, value|message */
 static int decode(lua_State *S)
 {
-	int ok = mde_decode(S, 1);
+	size_t len;
+	int ok;
+	(void)lua_tolstring(S, 1, &len);
+	ok = mde_decode(S, 1, (len & 1) ? "L" : NULL);
 	lua_pushboolean(S, ok);
 	lua_insert(S, -2);
 	return 2;

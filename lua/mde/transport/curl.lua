@@ -23,6 +23,8 @@ function Transport:send(req)
 end
 -- (perform keeps nothing of req once it returns: the pipeline may fill it again)
 Transport.request_reusable = true
+-- (req.lists: mde.core makes that field of every listing record a list, in its decode pass)
+Transport.applies_lists = true
 
 
 -- handle n of this transport's pool (the n-th of its requests in one perform_all)

@@ -87,7 +87,7 @@ M.is_json = is_json
 
 
 -- resp.body (a string) -> decoded in place when the content type is JSON, as mde.core does
-local function decode_body(resp)
+local function decode_body(resp, lists)
   local ct = resp.headers and resp.headers["content-type"]
   if type(ct) ~= "string" or not is_json(ct) then return resp end
   local body = resp.body
@@ -95,7 +95,7 @@ local function decode_body(resp)
     resp.decode_error = "empty body"
     return resp
   end
-  local v, err = decode(body)
+  local v, err = decode(body, lists)
   if err ~= nil then
     resp.decode_error = err
   else
@@ -138,7 +138,7 @@ local function thread_send(pool, req)
         -- mde.core raised in the thread (a malformed request: a bug, as with mde.transport.curl)
         error(facts.raised, 0)
       end
-      if resp and req.decode ~= false then decode_body(resp) end
+      if resp and req.decode ~= false then decode_body(resp, req.lists) end
       return resp, facts
     end
     if resp ~= "no available Lua vm" then
@@ -169,6 +169,7 @@ end
 
 local Transport = {}
 Transport.__index = Transport
+Transport.applies_lists = true -- (req.lists: see mde.core)
 Transport.now = M.now
 Transport.sleep = M.sleep
 
