@@ -73,13 +73,13 @@ static int is_empty(lua_State *L)
  */
 static void listify(lua_State *L, int key)
 {
-	int list;
 	lua_pushvalue(L, key);
 	lua_rawget(L, -2);                          /* rec value */
 	if (lua_type(L, -1) != LUA_TTABLE) {
 		lua_pop(L, 1);
 		lua_newtable(L);
 	} else {
+		int list;
 		lua_rawgeti(L, -1, 1);
 		list = !lua_isnil(L, -1);
 		lua_pop(L, 1);
