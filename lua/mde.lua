@@ -25,7 +25,12 @@ M.new = client.new
 
 -- mde.filter, mde.redact and mde.gather load on first use
 setmetatable(M, { __index = function(t, k)
-  if k == "filter" or k == "redact" or k == "gather" then
+  if k == "gather" then
+    local gather = require("mde.gather").gather
+    rawset(t, k, gather)
+    return gather
+  end
+  if k == "filter" or k == "redact" then
     local mod = require("mde." .. k)
     rawset(t, k, mod)
     return mod

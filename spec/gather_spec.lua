@@ -82,6 +82,33 @@ describe("mde.gather", function()
     assert.equal(3, s:stats().api.by_client["contoso/app-contoso"])
   end)
 
+  it("pages the batches of one call together (all = true), records in the order of the IDs", function()
+    s:control{ delay = 0.1 }
+    local c = helpers.new(s, { batch_size = 1, page_size = 10, concurrency = 4 })
+    local defs = { "bulk-30", "bulk-31", "bulk-32", "bulk-33" }
+    local t0 = core.now()
+    local records = assert(c:scan_history_by_definition(defs, { all = true }))
+    local elapsed = core.now() - t0
+    assert.equal(30 + 31 + 32 + 33, #records)
+    local k = 0
+    for _, def in ipairs(defs) do
+      local n = tonumber(def:match("%d+"))
+      for _ = 1, n do
+        k = k + 1
+        assert.equal(def, records[k].ScanDefinitionIds)
+      end
+    end
+    local pages = 0
+    for _, r in ipairs(s:requests{ route = "history_by_definition" }) do
+      if r.status == 200 then pages = pages + 1 end
+    end
+    assert.equal(15, pages) -- 3 + 4 + 4 + 4
+    if CONCURRENT then
+      -- 15 pages in 4 waves: ~0.4 s (the first pages at once and the rest one by one: 1.2 s)
+      assert.is_true(elapsed < 0.9, ("took %.2f s"):format(elapsed))
+    end
+  end)
+
   it("raises what a function raises", function()
     local a = tenant("contoso")
     local ok, err = pcall(mde.gather, {

@@ -11,6 +11,7 @@ local clouds = require "mde.clouds"
 local pacing = require "mde.pacing"
 local paging = require "mde.paging"
 local pipeline = require "mde.pipeline"
+local gathering = require "mde.gather"
 local redact = require "mde.redact"
 local scans = require "mde.scans"
 local storemod = require "mde.store"
@@ -603,14 +604,28 @@ local function by_ids(c, name, ids, opts, what)
   for b = 1, #parts do
     plans[b], sizes[b] = plan(c, e, ids_body(e, parts[b]), opts, deadline_at)
   end
-  if c.options.concurrency > 1 then
+  local lists = {}
+  if c.options.concurrency > 1 and gathering.concurrent then
+    -- every batch a task of a gathering: their pages in flight together, `concurrency` at a time
+    local fns = {}
+    for b = 1, #parts do
+      local r, size = plans[b], sizes[b]
+      fns[b] = function() return collect(c, r, size) end
+    end
+    local results = gathering.gather(fns, { concurrency = c.options.concurrency })
+    for b = 1, #parts do
+      if not results[b][1] then return nil, results[b][2] end
+      lists[b] = results[b][1]
+    end
+    return join(lists)
+  end
+  if c.options.concurrency > 1 then -- (plain Lua 5.1: the first pages at once, then batch by batch)
     local results = pipeline.call_all(c, plans, c.options.concurrency)
     for b = 1, #parts do
       if results[b].err then return nil, results[b].err end
       firsts[b] = results[b].resp
     end
   end
-  local lists = {}
   for b = 1, #parts do
     local items, cerr = collect(c, plans[b], sizes[b], firsts[b])
     if not items then return nil, cerr end

@@ -57,7 +57,7 @@ local function gather(fns, opts)
     return results
   end
 
-  local waiting = {} -- the functions waiting for their calls: { i, co, client, specs, all }
+  local waiting = {} -- the functions waiting for their calls: { i, co, items }
   local function advance(i, co, ...)
     local out = pack(resume(co, ...))
     if not out[1] then
@@ -68,7 +68,7 @@ local function gather(fns, opts)
       GATHERING[co] = nil
       results[i] = pack(unpack(out, 2, out.n))
     elseif out[2] == GATHER then
-      waiting[#waiting + 1] = { i = i, co = co, client = out[3], specs = out[4], all = out[5] }
+      waiting[#waiting + 1] = { i = i, co = co, items = out[3] }
     else
       GATHERING[co] = nil
       error("mde.gather: function " .. i .. " yielded " .. tostring(out[2])
@@ -86,14 +86,15 @@ local function gather(fns, opts)
     waiting = {}
     local items = {}
     for _, w in ipairs(wave) do
-      for _, spec in ipairs(w.specs) do items[#items + 1] = { w.client, spec } end
+      for _, item in ipairs(w.items) do items[#items + 1] = item end
     end
+    -- (a gathering inside a task of another hands its wave up to that one: call_many yields)
     local outs = pipeline.call_many(items, width)
     local k = 0
     for _, w in ipairs(wave) do
       local mine = {}
-      for j = 1, #w.specs do mine[j] = outs[k + j] end
-      k = k + #w.specs
+      for j = 1, #w.items do mine[j] = outs[k + j] end
+      k = k + #w.items
       advance(w.i, w.co, mine)
     end
   end
@@ -101,4 +102,8 @@ local function gather(fns, opts)
 end
 
 
-return gather
+return {
+  gather = gather,
+  -- do the functions of a gathering overlap on this Lua (not on plain 5.1)
+  concurrent = YIELDABLE,
+}

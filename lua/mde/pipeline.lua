@@ -20,8 +20,8 @@ local redact = require "mde.redact"
 
 local M = {}
 
---- Coroutines that mde.gather runs: their calls yield to it (GATHER, client, specs, all),
--- and it resumes them with the results list of those specs.
+--- Coroutines that mde.gather runs: their calls yield to it (GATHER, items), items a list
+-- of { client, spec }, and it resumes them with the results list of those items.
 local GATHERING = setmetatable({}, { __mode = "k" })
 local GATHER = {}
 M.GATHERING, M.GATHER = GATHERING, GATHER
@@ -314,7 +314,7 @@ function M.call(c, spec)
   -- a task of mde.gather: the gathering runs the call, with those of the other tasks
   local co = running()
   if co and GATHERING[co] then
-    local out = yield(GATHER, c, { spec }, false)
+    local out = yield(GATHER, { { c, spec } })
     return out[1].resp, out[1].err
   end
   -- The state of a call and, when the transport keeps nothing of a request once send
@@ -451,6 +451,9 @@ end
 -- one thread, each with the whole policy of `call` (its client's token, pacing and retries).
 -- Returns a list of { resp = ..., err = ... } in the order of `items`.
 function M.call_many(items, width)
+  -- in a task of mde.gather: sent with the calls of the other tasks
+  local co = running()
+  if co and GATHERING[co] then return yield(GATHER, items) end
   local results, queue = {}, {}
   for i = 1, #items do
     local st, err = start(items[i][1], items[i][2])
@@ -469,8 +472,6 @@ end
 -- transport can: libcurl's multi interface), each with the whole policy of `call`.
 -- Returns a list of { resp = ..., err = ... } in the order of `specs`.
 function M.call_all(c, specs, width)
-  local co = running()
-  if co and GATHERING[co] then return yield(GATHER, c, specs, true) end
   local items = {}
   for i = 1, #specs do items[i] = { c, specs[i] } end
   return M.call_many(items, width)
