@@ -133,17 +133,27 @@ static int fix_number(lua_State *L)
 	return 1;
 }
 
+/* what a table is to the walk: plain JSON, a listing (the decoded body of a
+ * listing call), or the list of a listing's records */
+enum role { PLAIN, LISTING, RECORDS };
+
 /*
  * table on top -> same table, fixed in place. cjson makes arrays as pure
  * sequences and objects with string keys only, so a non-empty sequence part
- * means an array, walked by index (faster than lua_next).
+ * means an array, walked by index (faster than lua_next). With a list field
+ * (the string at stack index key, role LISTING), the records of the listing
+ * -- the items of a body that is a list, or of its "value" field -- have
+ * that field listified right after their own fix-up, while they are still
+ * in the cache: one pass over the records, not two.
  */
-static void fix_table(lua_State *L, int depth) /* NOLINT(misc-no-recursion): depth-bounded */
+static void fix_table(lua_State *L, int depth, int key, enum role role) /* NOLINT(misc-no-recursion): depth-bounded */
 {
 	lua_Integer i, n = (lua_Integer)lua_rawlen(L, -1);
 	if (depth > MAX_DEPTH)
 		return;
 	luaL_checkstack(L, 4, "JSON nesting too deep");
+	if (role == LISTING && n > 0)
+		role = RECORDS;
 	for (i = 1; i <= n; i++) {
 		switch (lua_rawgeti(L, -1, i)) {            /* t v */
 		case LUA_TNUMBER:
@@ -153,7 +163,9 @@ static void fix_table(lua_State *L, int depth) /* NOLINT(misc-no-recursion): dep
 			}
 			break;
 		case LUA_TTABLE:
-			fix_table(L, depth + 1);
+			fix_table(L, depth + 1, key, PLAIN);
+			if (role == RECORDS)
+				listify(L, key);
 			break;
 		}
 		lua_pop(L, 1);
@@ -173,61 +185,8 @@ static void fix_table(lua_State *L, int depth) /* NOLINT(misc-no-recursion): dep
 			}
 			break;
 		case LUA_TTABLE:
-			fix_table(L, depth + 1);
-			break;
-		}
-		lua_pop(L, 1);
-	}
-}
-
-/* the list of records on top: each fixed, then listified while it is
- * still in the cache (one pass over the records, not two) */
-static void fix_records(lua_State *L, int key)
-{
-	lua_Integer i, n = (lua_Integer)lua_rawlen(L, -1);
-	luaL_checkstack(L, 4, "JSON nesting too deep");
-	for (i = 1; i <= n; i++) {
-		switch (lua_rawgeti(L, -1, i)) {
-		case LUA_TTABLE:
-			fix_table(L, 3);
-			listify(L, key);
-			break;
-		case LUA_TNUMBER:
-			if (fix_number(L)) {
-				lua_rawseti(L, -2, i);
-				continue;
-			}
-			break;
-		}
-		lua_pop(L, 1);
-	}
-}
-
-/* the decoded listing on top (a list of records, or an object whose
- * "value" is one): fixed, and its records listified */
-static void fix_listing(lua_State *L, int key)
-{
-	if (lua_rawlen(L, -1) > 0) {
-		fix_records(L, key);
-		return;
-	}
-	luaL_checkstack(L, 4, "JSON nesting too deep");
-	lua_pushnil(L);
-	while (lua_next(L, -2) != 0) {                     /* t k v */
-		switch (lua_type(L, -1)) {
-		case LUA_TNUMBER:
-			if (fix_number(L)) {
-				lua_pushvalue(L, -2);
-				lua_insert(L, -2);
-				lua_rawset(L, -4);
-				continue;
-			}
-			break;
-		case LUA_TTABLE:
-			if (lua_type(L, -2) == LUA_TSTRING && strcmp(lua_tostring(L, -2), "value") == 0)
-				fix_records(L, key);
-			else
-				fix_table(L, 2);
+			fix_table(L, depth + 1, key, role == LISTING && lua_type(L, -2) == LUA_TSTRING
+				&& strcmp(lua_tostring(L, -2), "value") == 0 ? RECORDS : PLAIN);
 			break;
 		}
 		lua_pop(L, 1);
@@ -266,10 +225,7 @@ int mde_decode(lua_State *L, int idx, const char *lists)
 	switch (lua_type(L, -1)) {
 	case LUA_TTABLE:
 #if LUA_VERSION_NUM >= 503
-		if (key)
-			fix_listing(L, key);
-		else
-			fix_table(L, 1);
+		fix_table(L, 1, key, key ? LISTING : PLAIN);
 #else
 		if (key) {
 			if (lua_rawlen(L, -1) > 0) {
