@@ -53,7 +53,7 @@ local S = opt.short and {
   fixup_iters = 15,
 } or {
   w1 = { n = 1000, reps = 2, warmup = 1, rounds = 5, slow_n = 100, slow_reps = 1, slow_rounds = 2 },
-  w2 = { records = 50000, reps = 2, warmup = 1, rounds = 5, slow_reps = 1, slow_rounds = 2 },
+  w2 = { records = 50000, reps = 2, warmup = 1, rounds = 8, slow_reps = 1, slow_rounds = 2 },
   w3 = { records = 1000000, reps = 1, warmup = 0, rounds = 3, slow_rounds = 0 },
   w4_n = 1000, w4_big = 10000, w4_slow_n = 800, w4_delay = 0.1, w4_ks = { 1, 2, 4, 8, 16 }, w4_reps = 3, w4_tenants = 8,
   fixup_iters = 40,
@@ -241,12 +241,16 @@ end
 --- Run every tool of a workload `rounds` times, interleaved (a round runs each tool once), so
 -- that a slow phase of the machine hits every tool alike. Samples are per-call times
 -- (per_call) or whole-workload times.
-local function run_tools(tools, rounds, per_call)
+-- With `ballast` (round -> KB), a tool with a Lua heap (t.heap) starts each round's workload
+-- from that much more live data: see heap_kb.
+local function run_tools(tools, rounds, per_call, ballast)
   for _, t in ipairs(tools) do t.times, t.cpus, t.rss_kb = {}, {}, nil end
   for round = 1, rounds do
     for _, t in ipairs(tools) do
       if not t.broken and round <= (t.rounds or rounds) then
-        local r, why = run_once(t.cmd)
+        local cmd = t.cmd
+        if ballast and t.heap then cmd = cmd .. " --ballast " .. ballast(round) end
+        local r, why = run_once(cmd)
         if r and t.expect_records and r.records ~= t.expect_records then
           why = ("returned %s records, expected %d"):format(tostring(r.records), t.expect_records)
           r = nil
@@ -302,6 +306,17 @@ end
 ------------------------------------------------------------------------------------------
 -- workloads 1-3: the tools, run in interleaved rounds
 
+-- A listing collected into one list (W2) grows the Lua heap from almost nothing to ~70 MB, and
+-- Lua's collector starts a cycle each time the heap doubles: where the last cycles fall against
+-- the end of the listing depends on the heap the listing starts from, and moves a tool's time
+-- by up to ±8% (bench/README.md, "Where the time goes"). A tool measured from one heap size is
+-- measured at one arbitrary phase of those cycles, so each round of W2 starts every tool with a
+-- Lua heap (the floor included) from 1-2 MB more live data, log-uniform over the octave
+-- (round r of n: 1024 * 2^((r-1)/n) KB): every phase is sampled alike.
+local function heap_kb(rounds)
+  return function(round) return math.floor(1024 * 2 ^ ((round - 1) / rounds) + 0.5) end
+end
+
 -- mode: small (W1), pages (W2: a list of every record), each (W3: streamed)
 -- w = { mode, base, id, n (calls per rep, W1), reps, warmup, rounds, records (W2/W3),
 --       slow_n, slow_reps, slow_rounds }
@@ -334,26 +349,27 @@ local function workload(ca, w)
   local floor = ("%sbuild/bench/floor --url %s --ca %s --token %s --body %s --mode %s --n %d --reps %d --warmup %d")
     :format(
     PIN, sh(url), sh(ca), token, sh(body), per_call and "small" or "pages", w.n, w.reps, w.warmup)
-  local floor_t = add{ label = "floor: C libcurl + lua-cjson", note = "the floor",
+  local floor_t = add{ label = "floor: C libcurl + lua-cjson", note = "the floor", heap = true,
     cmd = floor .. (w.mode == "pages" and " --keep" or "") }
-  add{ label = "C libcurl alone (no decode)", note = "transfer only", cmd = floor .. " --decode none",
+  add{ label = "C libcurl alone (no decode)", note = "transfer only", cmd = floor .. " --decode none", heap = true,
     expect_records = false }
   local what = ({ small = "scan_history_by_session", pages = "scan_history_by_definition{all=true}",
     each = "client:each" })[w.mode]
-  local mde_t = add{ label = "lua-mde, Lua 5.4", note = what, cmd = mde_cmd("lua5.4", "build/lua5.4", args()) }
+  local mde_t = add{ label = "lua-mde, Lua 5.4", note = what, heap = true,
+    cmd = mde_cmd("lua5.4", "build/lua5.4", args()) }
   if w.mode ~= "each" then
-    add{ label = "lua-mde, Lua 5.4, pacing on", note = "a rate_limit that never binds",
+    add{ label = "lua-mde, Lua 5.4, pacing on", note = "a rate_limit that never binds", heap = true,
       cmd = mde_cmd("lua5.4", "build/lua5.4", args() .. " --variant paced") }
   end
-  add{ label = "mde.core handle:perform, Lua 5.4", note = "the C core without the Lua layer",
+  add{ label = "mde.core handle:perform, Lua 5.4", note = "the C core without the Lua layer", heap = true,
     cmd = mde_cmd("lua5.4", "build/lua5.4", args() .. " --variant core") }
   if TOOLS.luajit then
-    add{ label = "lua-mde, LuaJIT", note = what, cmd = mde_cmd("luajit", "build/luajit", args()) }
+    add{ label = "lua-mde, LuaJIT", note = what, heap = true, cmd = mde_cmd("luajit", "build/luajit", args()) }
   else
     skip("lua-mde on LuaJIT", "luajit or build/luajit missing")
   end
   if TOOLS.lua51 and w.mode ~= "each" then
-    add{ label = "lua-mde, Lua 5.1", note = what, cmd = mde_cmd("lua5.1", "build/lua5.1", args()) }
+    add{ label = "lua-mde, Lua 5.1", note = what, heap = true, cmd = mde_cmd("lua5.1", "build/lua5.1", args()) }
   elseif not TOOLS.lua51 then
     skip("lua-mde on Lua 5.1", "lua5.1, its cjson or build/lua5.1 missing")
   end
@@ -364,7 +380,7 @@ local function workload(ca, w)
     skip("Python requests", "python3-requests not installed")
   end
   if TOOLS.luacurl then
-    add{ label = "lua-curl (Lua 5.1) + cjson", note = "one easy handle: keep-alive",
+    add{ label = "lua-curl (Lua 5.1) + cjson", note = "one easy handle: keep-alive", heap = true,
       cmd = PIN .. CLEAN .. LUA_TOOL_ENV .. "lua5.1 bench/tools/luacurl.lua " .. args() }
   else
     skip("lua-curl", "Debian lua-curl not installed")
@@ -372,6 +388,7 @@ local function workload(ca, w)
   if TOOLS.luasocket and w.slow_rounds > 0 then
     local n = per_call and w.slow_n or nil
     add{ label = "LuaSocket + LuaSec + cjson (5.4)", note = "a TLS connection per call", n = n, rounds = w.slow_rounds,
+      heap = true,
       cmd = PIN .. CLEAN .. LUA_TOOL_ENV .. "lua5.4 bench/tools/luasocket.lua " .. args(n, w.slow_reps, 1) }
   elseif not TOOLS.luasocket then
     skip("LuaSocket+LuaSec", "lua-socket/lua-sec not installed")
@@ -383,7 +400,7 @@ local function workload(ca, w)
       cmd = PIN .. ("bench/tools/curl_loop.sh %s %s %s %s %d %d %d %s %d"):format(per_call and "small" or "pages",
         sh(w.base), sh(ca), token, n, w.slow_reps, 1, per_call and SID or w.id, TOP) }
   end
-  run_tools(tools, w.rounds, per_call)
+  run_tools(tools, w.rounds, per_call, w.mode == "pages" and heap_kb(w.rounds) or nil)
   return { tools = tools, floor = floor_t, mde = mde_t, per_call = per_call }
 end
 
@@ -657,7 +674,9 @@ local function main()
   if res.w2 then
     local recs = S.w2.records
     table_for(("Workload 2: the history of %d sessions, %d pages of %d records (%.1f MB), fetched and decoded "
-      .. "into one list"):format(recs, recs // TOP, TOP, data.w2_bytes / 1e6), res.w2,
+      .. "into one list; the tools with a Lua heap start round r of %d from 1024·2^((r-1)/%d) KB of live data "
+      .. "(the collector's phase sampled alike)"):format(recs, recs // TOP, TOP, data.w2_bytes / 1e6,
+      S.w2.rounds, S.w2.rounds), res.w2,
       { title = "records/s", value = function(t) return ("%.0f"):format(recs / median(t.times)) end })
   end
   if res.w3 then

@@ -7,11 +7,14 @@
  *
  *   floor --url URL --ca CA [--token T] [--body JSON] [--mode small|pages]
  *         [--n N] [--reps R] [--warmup W] [--decode cjson|none] [--keep]
+ *         [--ballast KB]
  *
  * small: N POSTs of --body to --url, each response decoded (and dropped).
  * pages: POST --body to --url, then to each "@odata.nextLink" until there is
  *        none, each page decoded; --keep holds every decoded page until the
  *        repetition ends (a listing collected), otherwise each is dropped.
+ * --ballast: KB of live Lua strings the workload starts from (bench/bench.lua
+ *        varies it between rounds to sample the collector's phase).
  * Prints, per repetition, "rep SECONDS CALLS BYTES RECORDS CPU_SECONDS", then
  * "rss_kb N" (VmHWM: the process's peak resident set).
  */
@@ -114,7 +117,7 @@ int main(int argc, char **argv)
 {
 	const char *url = NULL, *ca = NULL, *token = "bench-token", *body = "{}";
 	const char *mode = "small", *decode = "cjson";
-	long n = 1000, reps = 5, warmup = 1, r;
+	long n = 1000, reps = 5, warmup = 1, ballast = 0, r;
 	int keep = 0, i;
 	char auth[4096], link[4096];
 	struct curl_slist *hdrs = NULL;
@@ -137,15 +140,22 @@ int main(int argc, char **argv)
 		else if (strcmp(a, "--n") == 0) n = atol(v);
 		else if (strcmp(a, "--reps") == 0) reps = atol(v);
 		else if (strcmp(a, "--warmup") == 0) warmup = atol(v);
+		else if (strcmp(a, "--ballast") == 0) ballast = atol(v);
 		else die(a, "unknown option");
 		i++;
 	}
 	if (url == NULL || ca == NULL)
-		die("usage", "floor --url URL --ca CA [--mode small|pages] [--n N] [--reps R] [--decode cjson|none] [--keep]");
+		die("usage", "floor --url URL --ca CA [--mode small|pages] [--n N] [--reps R] [--decode cjson|none] [--keep] [--ballast KB]");
 	do_decode = strcmp(decode, "none") != 0;
 
 	L = luaL_newstate();
 	luaL_openlibs(L);
+	/* --ballast KB: live strings the workload starts from, as in bench/tools/common.lua */
+	lua_pushinteger(L, (lua_Integer)ballast);
+	lua_setglobal(L, "BALLAST_KB");
+	if (luaL_dostring(L, "BALLAST = {} for i = 1, math.floor(BALLAST_KB * 1024 / 64) do "
+	    "BALLAST[i] = ('%060d'):format(i) end") != LUA_OK)
+		die("ballast", lua_tostring(L, -1));
 	if (luaL_dostring(L, "local j = require('cjson').new() return j.decode") != LUA_OK)
 		die("lua-cjson", lua_tostring(L, -1));
 	/* stack: 1 = decode, 2 = the repetition's kept pages */

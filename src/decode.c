@@ -4,15 +4,20 @@
  *
  * lua-cjson (Debian's 2.1.0) decodes every number as a float on 5.3+, so
  * an API's "Count": 3 would read 3.0 and print as "3.0". The fix-up walks
- * the decoded value once; cjson's depth limit bounds its recursion.
+ * the decoded value once; cjson's depth limit bounds its recursion. A
+ * cjson that makes integers itself (asked once, at load) is not walked.
  */
 #include <math.h>
 #include <string.h>
 
 #include "mde.h"
 
-/* registry key of the private instance's decode function */
+/* registry keys: the private instance's decode function, and true when it
+ * decodes whole numbers as integers itself (no fix-up needed) */
 static const char decode_key = 'd';
+#if LUA_VERSION_NUM >= 503
+static const char ints_key = 'i';
+#endif
 
 /* JSON nesting allowed; cjson raises past it, so the walk never goes deeper */
 #define MAX_DEPTH 1000
@@ -194,6 +199,19 @@ static void fix_table(lua_State *L, int depth, int key, enum role role) /* NOLIN
 }
 #endif
 
+#if LUA_VERSION_NUM >= 503
+/* the private cjson decodes whole numbers as integers (a newer lua-cjson than
+ * Debian 12's): then the walk is not needed */
+static int native_ints(lua_State *L)
+{
+	int yes;
+	lua_rawgetp(L, LUA_REGISTRYINDEX, &ints_key);
+	yes = lua_toboolean(L, -1);
+	lua_pop(L, 1);
+	return yes;
+}
+#endif
+
 /*
  * The string at idx -> 1 and the decoded value pushed, or 0 and an error
  * message pushed. With lists (a field name, or NULL), that field of every
@@ -225,8 +243,11 @@ int mde_decode(lua_State *L, int idx, const char *lists)
 	switch (lua_type(L, -1)) {
 	case LUA_TTABLE:
 #if LUA_VERSION_NUM >= 503
-		fix_table(L, 1, key, key ? LISTING : PLAIN);
-#else
+		if (!native_ints(L)) {
+			fix_table(L, 1, key, key ? LISTING : PLAIN);
+			break;
+		}
+#endif
 		if (key) {
 			if (lua_rawlen(L, -1) > 0) {
 				listify_all(L, key);
@@ -237,11 +258,11 @@ int mde_decode(lua_State *L, int idx, const char *lists)
 				lua_pop(L, 1);
 			}
 		}
-#endif
 		break;
 #if LUA_VERSION_NUM >= 503
 	case LUA_TNUMBER:
-		fix_number(L);
+		if (!native_ints(L))
+			fix_number(L);
 		break;
 #endif
 	}
@@ -306,6 +327,16 @@ void mde_decode_open(lua_State *L)
 	lua_pushinteger(L, MAX_DEPTH);
 	lua_call(L, 1, 0);
 	lua_getfield(L, -1, "decode");
+#if LUA_VERSION_NUM >= 503
+	/* does this cjson make integers of "[1]" itself? */
+	lua_pushvalue(L, -1);
+	lua_pushliteral(L, "[1]");
+	lua_call(L, 1, 1);
+	lua_rawgeti(L, -1, 1);
+	lua_pushboolean(L, lua_isinteger(L, -1));
+	lua_rawsetp(L, LUA_REGISTRYINDEX, &ints_key);
+	lua_pop(L, 2);
+#endif
 	lua_rawsetp(L, LUA_REGISTRYINDEX, &decode_key);
 	lua_getfield(L, -1, "null");
 	lua_setfield(L, -4, "null");

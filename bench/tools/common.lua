@@ -29,7 +29,18 @@ function M.args(argv)
   o.warmup = tonumber(o.warmup or 1)
   o.top = tonumber(o.top or 1000)
   o.token = o.token or "bench-token"
+  M.ballast = M.make_ballast(tonumber(o.ballast or 0))
   return o
+end
+
+
+--- `kb` KB of live strings (60 bytes each: long strings on 5.4, kept out of the string table):
+-- the heap a workload starts from, so that the driver can start each round of a tool from a
+-- different heap size and sample the phase of the garbage collector's cycles (see bench/README).
+function M.make_ballast(kb)
+  local t = {}
+  for i = 1, math.floor(kb * 1024 / 64) do t[i] = ("%060d"):format(i) end
+  return t
 end
 
 -- a monotonic clock: the C core's when loadable, else LuaSocket's, else os.clock (CPU)
