@@ -50,12 +50,14 @@ local S = opt.short and {
   w2 = { records = 20000, reps = 2, warmup = 1, rounds = 3, slow_reps = 1, slow_rounds = 1 },
   w3 = { records = 200000, reps = 1, warmup = 0, rounds = 3, slow_rounds = 0 },
   w4_n = 300, w4_big = 2000, w4_slow_n = 400, w4_delay = 0.05, w4_ks = { 1, 2, 4, 8 }, w4_reps = 1, w4_tenants = 4,
+  w4_counted = 500, w4_counted_ks = { 1, 4 },
   fixup_iters = 15,
 } or {
   w1 = { n = 1000, reps = 2, warmup = 1, rounds = 5, slow_n = 100, slow_reps = 1, slow_rounds = 2 },
   w2 = { records = 50000, reps = 2, warmup = 1, rounds = 8, slow_reps = 1, slow_rounds = 2 },
   w3 = { records = 1000000, reps = 1, warmup = 0, rounds = 3, slow_rounds = 0 },
   w4_n = 1000, w4_big = 10000, w4_slow_n = 800, w4_delay = 0.1, w4_ks = { 1, 2, 4, 8, 16 }, w4_reps = 3, w4_tenants = 8,
+  w4_counted = 2000, w4_counted_ks = { 1, 4, 8 },
   fixup_iters = 40,
 }
 local TOP = 1000
@@ -486,7 +488,7 @@ local function w4_client(s, o)
     base_url = s.base_url, authority = s.authority, ca_file = s.ca_file,
     tenant_id = o.tenant_id or s.tenant, client_id = o.client_id or s.client_id,
     client_secret = o.client_secret or s.client_secret,
-    rate_limit = o.rate_limit, batch_size = o.batch_size, concurrency = o.concurrency,
+    rate_limit = o.rate_limit, batch_size = o.batch_size, concurrency = o.concurrency, page_size = o.page_size,
     store = require("mde.store").new(core.now), retries = 3,
   })
   assert(require("mde.auth").token(c, require("mde.pipeline").state[c]))
@@ -603,6 +605,32 @@ local function workload4()
     end
     res.tenants[how] = walls
     log("w4 tenants %-6s wall median %.3f s", how, median(walls))
+  end
+  -- (d) one listing whose first page tells the total ($count=true): its pages K at a time
+  mdesrv:reset()
+  mdesrv:control{ delay = S.w4_delay }
+  local def = "bulk-" .. S.w4_counted
+  local npages = math.ceil(S.w4_counted / 100)
+  res.counted = {}
+  for _, k in ipairs(S.w4_counted_ks) do
+    local walls, calls = {}, nil
+    for _ = 1, S.w4_reps do
+      local c = w4_client(mdesrv, { rate_limit = false, concurrency = k, page_size = 100 })
+      local st0 = mdesrv:stats()
+      local t0 = now()
+      local list = assert(c:scan_history_by_definition(def, { all = true, query = { ["$count"] = "true" } }))
+      walls[#walls + 1] = now() - t0
+      local st = mdesrv:stats()
+      local function ok200(x) return ((x.statuses or {}).history_by_definition or {})["200"] or 0 end
+      calls = ok200(st) - ok200(st0)
+      if #list ~= S.w4_counted or calls ~= npages then
+        BROKEN[#BROKEN + 1] = ("workload 4d K=%d: %d records in %d calls, expected %d in %d"):format(k, #list,
+          calls, S.w4_counted, npages)
+      end
+      c:close()
+    end
+    res.counted[#res.counted + 1] = { k = k, walls = walls, calls = calls }
+    log("w4 counted K=%-2d calls %d, wall median %.3f s", k, calls, median(walls))
   end
   mdesrv:reset()
   return res
@@ -737,6 +765,23 @@ local function main()
         local lo, hi = minmax(t[how])
         say("| %s | %s | %s–%s | %.2f |", how == "serial" and "one client after the other" or "mde.gather",
           fmt_time(median(t[how])), fmt_time(lo), fmt_time(hi), serial_t / median(t[how]))
+      end
+    end
+    if w4.counted and #w4.counted > 0 then
+      local np = math.ceil(S.w4_counted / 100)
+      say("")
+      say("### Workload 4d: one listing told its total ($count=true), %d records in %d pages of 100, "
+        .. "every answer %.0f ms late; `all = true`, K pages in flight", S.w4_counted, np, S.w4_delay * 1000)
+      say("")
+      say("| K (concurrency) | calls | wall (median of %d) | min–max | serial / wall | ideal |", S.w4_reps)
+      say("| ---: | ---: | ---: | ---: | ---: | ---: |")
+      local serial_c = median(w4.counted[1].walls)
+      for _, r in ipairs(w4.counted) do
+        local lo, hi = minmax(r.walls)
+        -- (the first page alone, then the rest K at a time)
+        local ideal = np / (1 + math.ceil((np - 1) / r.k))
+        say("| %d | %d | %s | %s–%s | %.2f | %.2f |", r.k, r.calls, fmt_time(median(r.walls)), fmt_time(lo),
+          fmt_time(hi), serial_c / median(r.walls), ideal)
       end
     end
   end

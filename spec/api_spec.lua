@@ -1,5 +1,6 @@
 -- Every endpoint of the authenticated-scan family, paging and batching, against the local server.
 local mde = require "mde"
+local core = require "mde.core"
 local server = require "spec.helpers.server"
 local helpers = require "spec.helpers.client"
 local cjson = require "cjson"
@@ -381,6 +382,99 @@ describe("authenticated-scan API", function()
       local ok, err = pcall(function() return new():pages("FETCH", PATH) end)
       assert.is_false(ok)
       assert.equal("invalid_argument", err.kind)
+    end)
+  end)
+
+  describe("pages known ahead (@odata.count)", function()
+    local function skips(route)
+      local out = {}
+      for _, r in ipairs(api_requests(route)) do out[#out + 1] = tonumber(r.uri:match("%$skip=(%d+)")) or 0 end
+      table.sort(out)
+      return out
+    end
+
+    it("fetches the other pages `concurrency` at a time when the total is asked for ($count=true)", function()
+      s:control{ delay = 0.1 }
+      local c = new{ page_size = 10, concurrency = 4 }
+      local t0 = core.now()
+      local all = assert(c:scan_history_by_definition("bulk-95", { all = true, query = { ["$count"] = "true" } }))
+      local elapsed = core.now() - t0
+      assert.equal(95, #all)
+      for i = 1, 95 do assert.equal(data.bulk_session_id(95, i - 1), all[i].SessionIds) end
+      assert.same({ 0, 10, 20, 30, 40, 50, 60, 70, 80, 90 }, skips("history_by_definition"))
+      for _, r in ipairs(api_requests("history_by_definition")) do assert.matches("%$count=true", r.uri) end
+      -- the first page, then 9 in waves of 4: 4 x 0.1 s (one after the other: 1 s)
+      assert.is_true(elapsed < 0.75, ("took %.2f s"):format(elapsed))
+    end)
+
+    it("uses a total the service gives unasked, with or without nextLinks, and not with concurrency 1", function()
+      for _, paging in ipairs{ "nextlink", "topskip" } do
+        s:reset()
+        s:control{ odata_count = "always", paging = paging }
+        local all = assert(new{ page_size = 10 }:scan_history_by_definition("bulk-40", { all = true }))
+        assert.equal(40, #all)
+        assert.equal(data.bulk_session_id(40, 39), all[40].SessionIds)
+        -- exactly the 4 pages: no request past the total to find the end
+        assert.same({ 0, 10, 20, 30 }, skips("history_by_definition"))
+      end
+      s:reset()
+      s:control{ odata_count = "always", delay = 0.05 }
+      local t0 = core.now()
+      assert.equal(40, #assert(new{ page_size = 10, concurrency = 1 }:scan_history_by_definition("bulk-40",
+        { all = true })))
+      assert.is_true(core.now() - t0 >= 0.2) -- one page after the other
+    end)
+
+    it("stops at the first short page when the total overstates", function()
+      local first = '{"@odata.count":40,"value":[{"id":"x1"},{"id":"x2"}]}'
+      s:control{ faults = {
+        { route = "agents", status = 200, body = first, content_type = "application/json", count = 1 },
+        -- (past the short page, a page the list must not take)
+        { route = "agents", uri = "$skip=4", status = 200, body = '{"value":[{"id":"late"}]}',
+          content_type = "application/json" } } }
+      local all = assert(new{ page_size = 2 }:scan_agents{ all = true })
+      assert.same({ "x1", "x2", AGENT1:sub(1, -2) .. "3" }, { all[1].id, all[2].id, all[3].id })
+      assert.equal(3, #all)
+      assert.is_true(#api_requests("agents") <= 5) -- the first page and one wave of 4
+    end)
+
+    it("goes on page by page when the last counted page is full and brings a nextLink", function()
+      local first = '{"@odata.count":2,"value":[{"id":"x"}],"@odata.nextLink":"'
+        .. s.base_url .. '/api/DeviceAuthenticatedScanAgents?$top=1&$skip=1"}'
+      s:control{ faults = { { route = "agents", status = 200, body = first, content_type = "application/json",
+                              count = 1 } } }
+      local all = assert(new{ page_size = 1 }:scan_agents{ all = true })
+      assert.same({ "x", AGENT1:sub(1, -2) .. "2", AGENT1:sub(1, -2) .. "3" }, { all[1].id, all[2].id, all[3].id })
+      assert.equal(3, #all)
+    end)
+
+    it("follows a nextLink of another form instead of computing pages", function()
+      local first = '{"@odata.count":3,"value":[{"id":"x"}],"@odata.nextLink":"'
+        .. s.base_url .. '/api/DeviceAuthenticatedScanAgents?$top=1&$skiptoken=abc"}'
+      s:control{ faults = { { route = "agents", status = 200, body = first, content_type = "application/json",
+                              count = 1 } } }
+      local all = assert(new{ page_size = 1 }:scan_agents{ all = true })
+      assert.equal("x", all[1].id)
+      local reqs = api_requests("agents")
+      assert.matches("%$skiptoken=abc", reqs[2].uri)
+      for i = 3, #reqs do assert.is_nil(reqs[i].uri:match("%$skiptoken")) end
+    end)
+
+    it("stops with the paging-loop error when the service ignores $skip", function()
+      local page = '{"@odata.count":10,"value":[{"id":"a"},{"id":"b"}]}'
+      s:control{ faults = { { route = "agents", status = 200, body = page, content_type = "application/json" } } }
+      local all, err = new{ page_size = 2 }:scan_agents{ all = true }
+      assert.is_nil(all)
+      assert.equal("PagingLoop", err.code)
+      assert.is_true(#api_requests("agents") <= 5)
+    end)
+
+    it("hands back the error of a page that fails, and no partial list", function()
+      s:control{ odata_count = "always",
+                 faults = { { route = "history_by_definition", status = 404, skip = 2, count = 1 } } }
+      local all, err = new{ page_size = 10 }:scan_history_by_definition("bulk-40", { all = true })
+      assert.is_nil(all)
+      assert.equal(404, err.status)
     end)
   end)
 

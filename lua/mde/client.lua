@@ -540,6 +540,57 @@ local function join(lists)
 end
 
 
+-- The pages of a listing whose first page told the total (paging.counted: `ahead`), after the
+-- first one (`items`): `concurrency` at a time, each with the whole policy of a call. The
+-- pages are taken in order up to the first short one; a page that repeats the one before it
+-- (a service that ignores $skip) is the paging-loop error. Returns the list of pages and the
+-- query of the page after the last one when the service says there is more (the total grew
+-- meanwhile: the rest is followed page by page), or nil, err.
+local function counted_pages(c, r, items, ahead)
+  local lists = lists_of(r)
+  local query = {}
+  for k, v in pairs(r.query) do query[k] = v end
+  query["$top"] = ahead.top
+  local pages, previous = { items }, paging.fingerprint(items)
+  local skip, width = ahead.from, c.options.concurrency
+  while skip < ahead.to do
+    local specs = {}
+    while #specs < width and skip < ahead.to do
+      query["$skip"] = skip
+      specs[#specs + 1] = { method = r.method, url = url.with_query(r.listing, query), body = r.body,
+        headers = r.headers, safe = r.safe, deadline = r.deadline, deadline_at = r.deadline_at,
+        expect = "json", lists = lists }
+      skip = skip + ahead.top
+    end
+    local results = pipeline.call_all(c, specs, width)
+    for k = 1, #specs do
+      local resp, err = results[k].resp, results[k].err
+      if not resp then return nil, err end
+      local page = paging.items(resp.body)
+      if not page then
+        return nil, errors.new{ kind = "decode", status = resp.status,
+          message = "expected a listing (an object with a 'value' list) from " .. specs[k].url }
+      end
+      if #page == 0 then return pages end
+      local fp = paging.fingerprint(page)
+      if fp and fp == previous then
+        return nil, errors.new{ kind = "http", code = "PagingLoop", status = resp.status,
+          message = ("page %d repeats page %d (%s): the service does not advance; stopped instead of looping"):format(
+            #pages + 1, #pages, specs[k].url) }
+      end
+      previous = fp
+      pages[#pages + 1] = page
+      if #page < ahead.top then return pages end
+      if k == #specs and skip >= ahead.to and resp.body["@odata.nextLink"] ~= nil then
+        query["$skip"] = skip
+        return pages, query
+      end
+    end
+  end
+  return pages
+end
+
+
 -- The items of a planned listing, every page of it; `first` is its first response when
 -- fetched ahead. Most listings end with their first page: the page iterator only comes in
 -- when more may follow.
@@ -556,6 +607,21 @@ local function collect(c, r, page_size, first)
   end
   if page_size ~= nil and paging.more(body, r.query, page_size) then
     local pages = {}
+    -- the total told: the other pages are known, and fetched `concurrency` at a time
+    local ahead = page_size and c.options.concurrency > 1
+      and paging.counted(body, r.url, r.listing, r.query, page_size)
+    if ahead then
+      local rest
+      pages, rest = counted_pages(c, r, paging.items(body), ahead)
+      if not pages then return nil, rest end
+      if needs_lists(c, r) then for i = 1, #pages do normalise_history(pages[i]) end end
+      if not rest then return join(pages) end
+      -- (the rest, one page after the other, from the page after the last one)
+      r = { method = r.method, url = url.with_query(r.listing, rest), listing = r.listing, query = rest,
+        headers = r.headers, body = r.body, safe = r.safe, endpoint = r.endpoint, deadline = r.deadline,
+        deadline_at = r.deadline_at }
+      resp = nil
+    end
     local ok, perr = pcall(function()
       for items in page_iterator(c, r, page_size, resp) do pages[#pages + 1] = items end
     end)

@@ -77,6 +77,35 @@ local function fingerprint(items)
   local first, last = identity(items[1]), identity(items[#items])
   return first and last and (#items .. "|" .. first .. "|" .. last) or nil
 end
+M.fingerprint = fingerprint
+
+
+--- When the first page of a $top/$skip listing tells the total (`@odata.count`, OData's answer
+-- to `$count=true`), the skips of every other page are known: they can be fetched together.
+-- Returns { top =, from = (the second page's $skip), to = (the total) } or nil: no count, a
+-- short first page, nothing left, or a nextLink of another form than the next $skip (an
+-- opaque link is followed, never guessed at).
+-- @param body the first page; first_url its URL; base, query, page_size as for `iterate`
+function M.counted(body, first_url, base, query, page_size)
+  local total = type(body) == "table" and tonumber(body["@odata.count"])
+  if not total or total % 1 ~= 0 then return nil end
+  local q = first_query(query, page_size)
+  local top, skip = tonumber(q["$top"]), tonumber(q["$skip"]) or 0
+  local items = M.items(body)
+  if not top or top < 1 or not items or #items < top or total <= skip + top then return nil end
+  local link = body["@odata.nextLink"]
+  if link ~= nil then
+    local resolved = type(link) == "string" and url.resolve(first_url, link)
+    if not resolved then return nil end
+    q["$skip"] = skip + top
+    local want_path, want = url.parse_query(url.with_query(base, q))
+    local path, got = url.parse_query(resolved)
+    if path ~= want_path then return nil end
+    for k, v in pairs(want) do if got[k] ~= v then return nil end end
+    for k in pairs(got) do if want[k] == nil then return nil end end
+  end
+  return { top = top, from = skip + top, to = total }
+end
 
 
 function M.iterate(fetch, base, query, o)

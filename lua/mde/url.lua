@@ -113,6 +113,24 @@ function M.resolve(base, ref)
 end
 
 
+local function unescape(s)
+  return (s:gsub("%+", " "):gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+end
+
+--- A URL without its fragment -> the URL before "?", and its query as a table of decoded
+-- names and values (a repeated name keeps its last value).
+function M.parse_query(u)
+  u = u:gsub("#.*$", "")
+  local path, q = u:match("^([^?]*)%??(.*)$")
+  local t = {}
+  for pair in q:gmatch("[^&]+") do
+    local k, v = pair:match("^([^=]*)=?(.*)$")
+    t[unescape(k)] = unescape(v)
+  end
+  return path, t
+end
+
+
 --- Append a query table to a URL that may already have a query string.
 function M.with_query(u, query)
   if not query or next(query) == nil then return u end

@@ -143,6 +143,13 @@ local function send_paged(cfg, total, emit, what, max_top)
   if count < 0 then count = 0 end
 
   local buf = { '{"@odata.context":', quote(context_url(what)), ',"value":[' }
+  -- @odata.count: the total, when $count=true asks for it (OData) or the knob says always
+  local want = cfg.odata_count
+  local asked = args["$count"]
+  if type(asked) == "table" then asked = asked[#asked] end
+  if want == "always" or (want == "asked" and type(asked) == "string" and asked:lower() == "true") then
+    buf[3] = ',"@odata.count":' .. total .. ',"value":['
+  end
   local n = emit(buf, 3, skip, count)
   n = n + 1
   buf[n] = "]"

@@ -38,6 +38,7 @@ local function matches(f, route, method, hostname)
   if not ok then return false end
   if f.method and f.method:upper() ~= method then return false end
   if f.host and f.host:lower() ~= hostname then return false end
+  if f.uri and not ngx.var.request_uri:find(f.uri, 1, true) then return false end
   return true
 end
 

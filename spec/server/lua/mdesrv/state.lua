@@ -17,6 +17,7 @@ M.dict, M.tokens = state, tokens
 M.DEFAULTS = {
   paging = "nextlink",          -- nextlink | topcut | topskip | loop | foreign
   page_cap = 4096,              -- service page size when $top is absent or larger
+  odata_count = "asked",        -- @odata.count: "asked" ($count=true), "always" or "never"
   max_top = 4096,               -- largest $top of history by definition (more -> 400 InvalidInput)
   list_max_top = 10000,         -- largest $top of the definition and agent lists
   max_batch = 50,               -- most ids in SessionIds / ScanDefinitionIds (BatchDelete too)
@@ -131,6 +132,9 @@ function M.apply_control(changes)
       end
       if k == "paging" and not ({ nextlink = 1, topcut = 1, topskip = 1, loop = 1, foreign = 1 })[v] then
         return nil, "paging must be one of nextlink, topcut, topskip, loop, foreign"
+      end
+      if k == "odata_count" and not ({ asked = 1, always = 1, never = 1 })[v] then
+        return nil, "odata_count must be one of asked, always, never"
       end
       if LIST_KEYS[k] and type(v) == "table" then v = data.array(v) end
       cfg[k] = v
