@@ -96,7 +96,7 @@ for _ = 1, 20 do
   write(dir .. "/nginx.conf", fill(CONF, { DIR = dir, ROOT = ROOT, CA = api.ca_file, API_PORT = api.port,
     PORT = port }))
   if os.execute(CLEAN .. "nginx -p " .. sh(dir) .. " -e " .. sh(dir .. "/error.log") .. " -c "
-      .. sh(dir .. "/nginx.conf") .. " 2>" .. sh(dir .. "/start.err")) then
+      .. sh(dir .. "/nginx.conf") .. server.NGINX_USER .. " 2>" .. sh(dir .. "/start.err")) then
     break
   end
   port = nil

@@ -70,7 +70,8 @@ local function start_example(api, opts)
     local listen = "listen 127.0.0.1:" .. port .. (opts.reuseport and " reuseport" or "") .. ";"
     write_file(dir .. "/nginx.conf", (conf:gsub("listen 127%.0%.0%.1:8080;", listen)))
     local ok = os.execute(CLEAN .. table.concat(assign, " ") .. " nginx -p " .. sh(dir) .. " -e "
-      .. sh(dir .. "/logs/error.log") .. " -c " .. sh(dir .. "/nginx.conf") .. " 2>" .. sh(dir .. "/start.err"))
+      .. sh(dir .. "/logs/error.log") .. " -c " .. sh(dir .. "/nginx.conf") .. server.NGINX_USER
+      .. " 2>" .. sh(dir .. "/start.err"))
     if ok == true or ok == 0 then last = nil break end
     last = (read_file(dir .. "/start.err") or "") .. (read_file(dir .. "/logs/error.log") or "")
     if not last:find("in use", 1, true) then break end

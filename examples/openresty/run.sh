@@ -29,8 +29,11 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-# nginx's workers run as nobody when started as root: everything they read must be readable
+# nginx's workers run as nobody when started as root, and nobody cannot read a clone under a
+# private directory (/root is 0700): started as root, this demo runs its workers as root too
 chmod 0755 "$PREFIX"
+GLOBALS="daemon off;"
+if [ "$(id -u)" = 0 ]; then GLOBALS="daemon off; user root;"; fi
 mkdir -p "$PREFIX/logs" "$PREFIX/tmp"
 ln -s "$ROOT" "$PREFIX/repo"
 sed "s/listen 127\.0\.0\.1:8080;/listen 127.0.0.1:$PORT;/" examples/openresty/nginx.conf >"$PREFIX/nginx.conf"
@@ -48,4 +51,4 @@ example:     http://127.0.0.1:$PORT
 logs: $PREFIX/logs/error.log     Ctrl-C stops nginx and the test server
 MSG
 
-env -u LD_PRELOAD "$NGINX" -p "$PREFIX" -e "$PREFIX/logs/error.log" -c "$PREFIX/nginx.conf" -g "daemon off;"
+env -u LD_PRELOAD "$NGINX" -p "$PREFIX" -e "$PREFIX/logs/error.log" -c "$PREFIX/nginx.conf" -g "$GLOBALS"

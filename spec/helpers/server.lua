@@ -105,6 +105,12 @@ end
 M.capture, M.write_file = capture, write_file
 
 
+--- What to add to an nginx command line so that its workers can read the repository. Started
+-- as root, nginx runs its workers as nobody, who cannot read a clone under a private directory
+-- (/root is 0700): as root, the test servers' workers run as root too (loopback only).
+M.NGINX_USER = capture("id -u 2>/dev/null"):match("^0%s*$") and ' -g "user root;"' or ""
+
+
 --- The pid a daemonized nginx wrote to `path`, waiting for it up to `seconds` (nil if none came).
 local function wait_pid(path, seconds)
   for _ = 1, math.ceil((seconds or 2.5) / 0.005) do
@@ -491,7 +497,7 @@ launch = function(opts, files, dir)
       write_file(dir .. "/nginx.conf", conf, "0644")
       local ok = run(certs.CLEAN_ENV .. sh_quote(bin) .. " -p " .. sh_quote(dir)
         .. " -e " .. sh_quote(dir .. "/error.log")
-        .. " -c " .. sh_quote(dir .. "/nginx.conf") .. " >" .. sh_quote(dir .. "/start.out") .. " 2>&1")
+        .. " -c " .. sh_quote(dir .. "/nginx.conf") .. M.NGINX_USER .. " >" .. sh_quote(dir .. "/start.out") .. " 2>&1")
       if ok then last_err = nil break end
       last_err = (read_file(dir .. "/start.out") or "") .. (read_file(dir .. "/error.log") or "")
       if last_err == "" then last_err = bin .. " exited with an error and no output" end
