@@ -799,6 +799,32 @@ describe("mde.core", function()
         assert.equal(200, assert(get()).status)
       end
     end)
+
+    it("shares connections and TLS sessions between the handles of a state", function()
+      local function agents_log()
+        local out = {}
+        for _, r in ipairs(s:stats().requests) do if r.route == "agents" then out[#out + 1] = r end end
+        return out
+      end
+      local req = { url = s.base_url .. AGENTS, ca_file = s.ca_file, bearer = token, timeout = 10 }
+      local a, b = core.new(), core.new()
+      assert.equal(200, assert(a:perform(req)).status)
+      assert.equal(200, assert(b:perform(req)).status) -- on a's connection
+      -- a's next request asks the server to close the connection after it: b must open a new
+      -- one, and resumes the TLS session a's connection negotiated (no full handshake)
+      req.headers = { "Connection: close" }
+      assert.equal(200, assert(a:perform(req)).status)
+      req.headers = nil
+      assert.equal(200, assert(b:perform(req)).status)
+      a:close()
+      b:close()
+      local log = agents_log()
+      assert.equal(4, #log)
+      assert.equal(log[1].connection, log[2].connection)
+      assert.equal(log[1].connection, log[3].connection)
+      assert.are_not.equal(log[3].connection, log[4].connection)
+      assert.is_true(log[4].tls_resumed)
+    end)
   end)
 
   describe("over HTTP/2", function()

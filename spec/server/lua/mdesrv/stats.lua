@@ -54,6 +54,7 @@ function M.log()
     client = ctx.client, request_id = ctx.req_id, fault = ctx.fault, worker = ngx.worker.pid(),
     port = tonumber(ngx.var.server_port), content_type = ngx.var.content_type,
     user_agent = ngx.var.http_user_agent, error_code = ctx.error_code,
+    connection = tonumber(ngx.var.connection), tls_resumed = ngx.var.ssl_session_reused == "r",
   }
   local len = dict:rpush("requests", cjson.encode(entry))
   if len and len > M.REQUESTS_MAX then
