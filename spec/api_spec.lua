@@ -438,6 +438,16 @@ describe("authenticated-scan API", function()
       assert.is_true(#api_requests("agents") <= 5) -- the first page and one wave of 4
     end)
 
+    it("computes nothing when the first page does not keep to $top", function()
+      local first = '{"@odata.count":6,"value":[{"id":"a"},{"id":"b"},{"id":"c"}]}'
+      s:control{ faults = { { route = "agents", status = 200, body = first, content_type = "application/json",
+                              count = 1 } } }
+      local all = assert(new{ page_size = 2 }:scan_agents{ all = true })
+      assert.same({ "a", "b", "c" }, { all[1].id, all[2].id, all[3].id })
+      assert.equal(3, #all) -- then $skip=3: past the server's 3 agents
+      for _, r in ipairs(api_requests("agents")) do assert.is_nil(r.uri:match("%$skip=2")) end
+    end)
+
     it("goes on page by page when the last counted page is full and brings a nextLink", function()
       local first = '{"@odata.count":2,"value":[{"id":"x"}],"@odata.nextLink":"'
         .. s.base_url .. '/api/DeviceAuthenticatedScanAgents?$top=1&$skip=1"}'

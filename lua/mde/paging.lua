@@ -92,7 +92,8 @@ function M.counted(body, first_url, base, query, page_size)
   local q = first_query(query, page_size)
   local top, skip = tonumber(q["$top"]), tonumber(q["$skip"]) or 0
   local items = M.items(body)
-  if not top or top < 1 or not items or #items < top or total <= skip + top then return nil end
+  -- (a first page of other than $top items: a service that does not keep to $top)
+  if not top or top < 1 or not items or #items ~= top or total <= skip + top then return nil end
   local link = body["@odata.nextLink"]
   if link ~= nil then
     local resolved = type(link) == "string" and url.resolve(first_url, link)
