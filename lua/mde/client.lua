@@ -420,13 +420,17 @@ function Client:request(method, path, opts)
 end
 
 
+-- The pipeline's spec of the page at URL `u` of a prepared listing request.
+local function page_spec(r, u, lists)
+  return { method = r.method, url = u, body = r.body, headers = r.headers,
+    safe = r.safe, deadline = r.deadline, deadline_at = r.deadline_at, expect = "json", lists = lists }
+end
+
+
 -- An iterator of pages over a prepared request; page_size false = follow nextLinks only.
 local function page_iterator(c, r, page_size, first)
   local lists = lists_of(r)
-  local fetch = function(u)
-    return pipeline.call(c, { method = r.method, url = u, body = r.body, headers = r.headers,
-      safe = r.safe, deadline = r.deadline, deadline_at = r.deadline_at, expect = "json", lists = lists })
-  end
+  local fetch = function(u) return pipeline.call(c, page_spec(r, u, lists)) end
   return paging.iterate(fetch, r.listing or r.url, r.query, {
     page_size = page_size,
     origin = url.origin(c.base_url),
@@ -557,27 +561,16 @@ local function counted_pages(c, r, items, ahead)
     local specs = {}
     while #specs < width and skip < ahead.to do
       query["$skip"] = skip
-      specs[#specs + 1] = { method = r.method, url = url.with_query(r.listing, query), body = r.body,
-        headers = r.headers, safe = r.safe, deadline = r.deadline, deadline_at = r.deadline_at,
-        expect = "json", lists = lists }
+      specs[#specs + 1] = page_spec(r, url.with_query(r.listing, query), lists)
       skip = skip + ahead.top
     end
     local results = pipeline.call_all(c, specs, width)
     for k = 1, #specs do
       local resp, err = results[k].resp, results[k].err
       if not resp then return nil, err end
-      local page = paging.items(resp.body)
-      if not page then
-        return nil, errors.new{ kind = "decode", status = resp.status,
-          message = "expected a listing (an object with a 'value' list) from " .. specs[k].url }
-      end
+      local page, fp = paging.page(resp, specs[k].url, #pages + 1, previous)
+      if not page then return nil, fp end
       if #page == 0 then return pages end
-      local fp = paging.fingerprint(page)
-      if fp and fp == previous then
-        return nil, errors.new{ kind = "http", code = "PagingLoop", status = resp.status,
-          message = ("page %d repeats page %d (%s): the service does not advance; stopped instead of looping"):format(
-            #pages + 1, #pages, specs[k].url) }
-      end
       previous = fp
       pages[#pages + 1] = page
       if #page < ahead.top then return pages end

@@ -80,6 +80,26 @@ end
 M.fingerprint = fingerprint
 
 
+--- Page number `n` of a listing, the response `resp` of URL `u`, after a page of fingerprint
+-- `previous`: its items and fingerprint, or nil and the error (not a listing; the same page
+-- again, a service that does not advance). An empty page has no fingerprint.
+function M.page(resp, u, n, previous)
+  local items = M.items(resp.body)
+  if not items then
+    return nil, errors.new{ kind = "decode", status = resp.status,
+      message = "expected a listing (an object with a 'value' list) from " .. u }
+  end
+  if #items == 0 then return items, nil end
+  local fp = fingerprint(items)
+  if fp and fp == previous then
+    return nil, errors.new{ kind = "http", code = "PagingLoop", status = resp.status,
+      message = ("page %d repeats page %d (%s): the service does not advance; stopped instead of looping"):format(
+        n, n - 1, u) }
+  end
+  return items, fp
+end
+
+
 --- When the first page of a $top/$skip listing tells the total (`@odata.count`, OData's answer
 -- to `$count=true`), the skips of every other page are known: they can be fetched together.
 -- Returns { top =, from = (the second page's $skip), to = (the total) } or nil: no count, a
@@ -130,22 +150,13 @@ function M.iterate(fetch, base, query, o)
     if not resp then resp, err = fetch(next_url) end
     if not resp then return fail(err) end
     pages = pages + 1
-    local items = M.items(resp.body)
-    if not items then
-      return fail(errors.new{ kind = "decode", status = resp.status,
-        message = "expected a listing (an object with a 'value' list) from " .. next_url })
-    end
+    local items, fp = M.page(resp, next_url, pages, previous)
+    if not items then return fail(fp) end
     local n = #items
-    local link = type(resp.body) == "table" and resp.body["@odata.nextLink"]
+    local link = resp.body["@odata.nextLink"]
     if n == 0 then
       done = true
       return nil
-    end
-    local fp = fingerprint(items)
-    if fp and fp == previous then
-      return fail(errors.new{ kind = "http", code = "PagingLoop", status = resp.status,
-        message = ("page %d repeats page %d (%s): the service does not advance; stopped instead of looping"):format(
-          pages, pages - 1, next_url) })
     end
     previous = fp
     skip = skip + n
