@@ -386,6 +386,11 @@ describe("authenticated-scan API", function()
   end)
 
   describe("pages known ahead (@odata.count)", function()
+    -- the agents route answering with a JSON `body`, once
+    local function agents_fault(body)
+      return { route = "agents", status = 200, body = body, content_type = "application/json", count = 1 }
+    end
+
     local function skips(route)
       local out = {}
       for _, r in ipairs(api_requests(route)) do out[#out + 1] = tonumber(r.uri:match("%$skip=(%d+)")) or 0 end
@@ -427,11 +432,10 @@ describe("authenticated-scan API", function()
 
     it("stops at the first short page when the total overstates", function()
       local first = '{"@odata.count":40,"value":[{"id":"x1"},{"id":"x2"}]}'
-      s:control{ faults = {
-        { route = "agents", status = 200, body = first, content_type = "application/json", count = 1 },
-        -- (past the short page, a page the list must not take)
-        { route = "agents", uri = "$skip=4", status = 200, body = '{"value":[{"id":"late"}]}',
-          content_type = "application/json" } } }
+      -- (past the short page, a page the list must not take)
+      local late = agents_fault('{"value":[{"id":"late"}]}')
+      late.uri, late.count = "$skip=4", nil
+      s:control{ faults = { agents_fault(first), late } }
       local all = assert(new{ page_size = 2 }:scan_agents{ all = true })
       assert.same({ "x1", "x2", AGENT1:sub(1, -2) .. "3" }, { all[1].id, all[2].id, all[3].id })
       assert.equal(3, #all)
@@ -439,9 +443,7 @@ describe("authenticated-scan API", function()
     end)
 
     it("computes nothing when the first page does not keep to $top", function()
-      local first = '{"@odata.count":6,"value":[{"id":"a"},{"id":"b"},{"id":"c"}]}'
-      s:control{ faults = { { route = "agents", status = 200, body = first, content_type = "application/json",
-                              count = 1 } } }
+      s:control{ faults = { agents_fault('{"@odata.count":6,"value":[{"id":"a"},{"id":"b"},{"id":"c"}]}') } }
       local all = assert(new{ page_size = 2 }:scan_agents{ all = true })
       assert.same({ "a", "b", "c" }, { all[1].id, all[2].id, all[3].id })
       assert.equal(3, #all) -- then $skip=3: past the server's 3 agents
@@ -451,8 +453,7 @@ describe("authenticated-scan API", function()
     it("goes on page by page when the last counted page is full and brings a nextLink", function()
       local first = '{"@odata.count":2,"value":[{"id":"x"}],"@odata.nextLink":"'
         .. s.base_url .. '/api/DeviceAuthenticatedScanAgents?$top=1&$skip=1"}'
-      s:control{ faults = { { route = "agents", status = 200, body = first, content_type = "application/json",
-                              count = 1 } } }
+      s:control{ faults = { agents_fault(first) } }
       local all = assert(new{ page_size = 1 }:scan_agents{ all = true })
       assert.same({ "x", AGENT1:sub(1, -2) .. "2", AGENT1:sub(1, -2) .. "3" }, { all[1].id, all[2].id, all[3].id })
       assert.equal(3, #all)
@@ -461,8 +462,7 @@ describe("authenticated-scan API", function()
     it("follows a nextLink of another form instead of computing pages", function()
       local first = '{"@odata.count":3,"value":[{"id":"x"}],"@odata.nextLink":"'
         .. s.base_url .. '/api/DeviceAuthenticatedScanAgents?$top=1&$skiptoken=abc"}'
-      s:control{ faults = { { route = "agents", status = 200, body = first, content_type = "application/json",
-                              count = 1 } } }
+      s:control{ faults = { agents_fault(first) } }
       local all = assert(new{ page_size = 1 }:scan_agents{ all = true })
       assert.equal("x", all[1].id)
       local reqs = api_requests("agents")
@@ -471,8 +471,9 @@ describe("authenticated-scan API", function()
     end)
 
     it("stops with the paging-loop error when the service ignores $skip", function()
-      local page = '{"@odata.count":10,"value":[{"id":"a"},{"id":"b"}]}'
-      s:control{ faults = { { route = "agents", status = 200, body = page, content_type = "application/json" } } }
+      local always = agents_fault('{"@odata.count":10,"value":[{"id":"a"},{"id":"b"}]}')
+      always.count = nil
+      s:control{ faults = { always } }
       local all, err = new{ page_size = 2 }:scan_agents{ all = true }
       assert.is_nil(all)
       assert.equal("PagingLoop", err.code)
